@@ -1,0 +1,245 @@
+"""One frozen `Config` for every run, and `PRESETS` named after the write-up's table (SPEC section 8).
+
+Source tags in comments: [W] the cI-JEPA write-up, [IJ] I-JEPA's paper or public code, [K] a kit choice.
+Derived values (the collected depths, the scaled lr) are properties; nothing is ever written back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Config:
+    run_id: str = "custom"  # name used in results; presets carry the write-up's run ids
+    seed: int = 0  # every random draw derives from (seed, step, sample index)
+
+    # --- encoder f_theta (student) and f_xi (EMA teacher), SPEC 1 ---
+    img_size: int = 224  # square input side in pixels
+    patch_size: int = 16  # 224 / 16 = 14 x 14 grid
+    in_chans: int = 3
+    embed_dim: int = 768  # ViT-B width
+    depth: int = 12  # blocks; hidden states d_0 .. d_{depth-1}
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    rope_base: float = 10000.0  # 2-D axial RoPE temperature [W] variant [K]
+
+    # --- predictors P_s and heads H_{s->t}, SPEC 3 ---
+    pred_dim: int = 384  # [IJ] narrow predictor width
+    pred_depth: int = 6  # [IJ]
+    pred_num_heads: int = 12  # [IJ]
+
+    # --- supervision, SPEC 3-4: the only fields the write-up's runs change ---
+    collect_from: int = 1  # D = {d_k : collect_from <= k < depth}; -1 keeps only d_last (I-JEPA)
+    intermediate_rows: int = 2  # |S| - 1: rows drawn from D \ {d_last} each step; 0 = no deep supervision
+    all_to_last_weight: float | None = 0.5  # alpha; None = non-last rows uniform (1/L each)
+    last_to_last_weight: float | None = 0.8  # beta, last row only; None = beta takes alpha
+
+    # --- masks, SPEC 2 ---
+    mask_mode: str = "upstream"  # "upstream" (faithful to facebookresearch/ijepa) or "corrected"
+    num_targets: int = 4  # M target blocks [IJ]
+    target_scale: tuple[float, float] = (0.15, 0.2)  # [IJ] fraction of the grid per target block
+    target_aspect: tuple[float, float] = (0.75, 1.5)  # [IJ] height / width of a target block
+    context_scale: tuple[float, float] = (0.85, 1.0)  # [IJ] context block, aspect 1
+    min_keep: int = 10  # [IJ] a context with <= min_keep tokens is redrawn
+
+    # --- optimisation, SPEC 5 ---
+    epochs: int = 200  # [W]; the schedule spans epochs * steps_per_epoch steps
+    batch_size: int = 256  # [K] images per optimizer step, summed over GPUs and accumulation
+    base_lr: float = 1e-3  # [IJ] peak lr at batch base_batch; scaled linearly to batch_size [K]
+    base_batch: int = 2048  # [IJ]
+    warmup_fraction: float = 0.025  # [W] linear warmup over ~2.5% of total steps
+    warmup_start_factor: float = 0.2  # [IJ] warmup starts at 0.2 x peak lr
+    final_lr: float = 1e-6  # [IJ] cosine ends here
+    weight_decay: float = 0.05  # [W] constant; none on biases and 1-D params [IJ]
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # [IJ]
+    adam_eps: float = 1e-8  # [IJ]
+    ema_start: float = 0.996  # [IJ] teacher momentum m at step 0, linear to ema_end at the last step
+    ema_end: float = 1.0  # [IJ]
+    precision: str = "bf16"  # autocast dtype on CUDA ("bf16" or "fp32"); master weights stay fp32 [IJ]
+    crop_scale: tuple[float, float] = (0.3, 1.0)  # [IJ] RandomResizedCrop scale, no flip, no colour jitter
+
+    # --- data ---
+    dataset: str = "imagenet100"  # "imagenet100" (prepared cache), "digits" (embedded, no download), or a path
+
+    # --- run management: never changes the maths, so a resume may change these freely ---
+    data_dir: str | None = None  # where the prepared dataset lives (None = the default cache dir)
+    micro_batch_size: int | None = None  # per-device forward batch; None = the largest that fits
+    num_workers: int = 8  # data loader processes per device
+    log_every: int = 20  # steps between host syncs for metrics.jsonl
+    ckpt_minutes: float = 30.0  # wall-clock minutes between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 3  # newest K checkpoints are kept
+    mirror_dir: str | None = None  # second copy of every checkpoint (e.g. Google Drive); failures never block
+    max_skipped_steps: int = 20  # consecutive non-finite losses tolerated before the run stops
+    compile: bool = False  # torch.compile the student, teacher and predictors
+
+    def __post_init__(self):
+        _validate(self)
+
+    @property
+    def grid(self) -> int:
+        """Patches per side."""
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid**2
+
+    @property
+    def collected_depths(self) -> tuple[int, ...]:
+        """D: the block indices whose outputs are predicted (and predict), ascending; D[-1] = d_last."""
+        return tuple(range(self.collect_from % self.depth, self.depth))
+
+    @property
+    def num_depths(self) -> int:
+        """L = |D|."""
+        return len(self.collected_depths)
+
+    @property
+    def peak_lr(self) -> float:
+        """base_lr scaled linearly from base_batch to batch_size [K]."""
+        return self.base_lr * self.batch_size / self.base_batch
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Fields that may differ between a checkpoint's config and the resuming run's config.
+RUNTIME_FIELDS = frozenset(
+    ["data_dir", "micro_batch_size", "num_workers", "log_every", "ckpt_minutes", "keep_checkpoints",
+     "mirror_dir", "max_skipped_steps", "compile"]
+)
+
+
+def _validate(cfg: Config) -> None:
+    def fail(key, why):
+        raise ValueError(f"config {key}={getattr(cfg, key)!r}: {why}")
+
+    if cfg.img_size % cfg.patch_size:
+        fail("img_size", f"must be a multiple of patch_size={cfg.patch_size}")
+    for dim, heads, key in [(cfg.embed_dim, cfg.num_heads, "num_heads"), (cfg.pred_dim, cfg.pred_num_heads, "pred_num_heads")]:
+        if dim % heads or (dim // heads) % 4:
+            fail(key, f"width {dim} / heads must be a multiple of 4 (2-D RoPE splits each head in row/column pairs)")
+    if not -cfg.depth <= cfg.collect_from < cfg.depth:
+        fail("collect_from", f"must index a block of depth={cfg.depth}")
+    if not 0 <= cfg.intermediate_rows <= cfg.num_depths - 1:
+        fail("intermediate_rows", f"must be in [0, L-1] with L={cfg.num_depths} collected depths")
+    for key in ("all_to_last_weight", "last_to_last_weight"):
+        w = getattr(cfg, key)
+        if w is not None and not 0.0 <= w <= 1.0:
+            fail(key, "must be in [0, 1] or None")
+    if cfg.mask_mode not in ("upstream", "corrected"):
+        fail("mask_mode", "must be 'upstream' or 'corrected'")
+    if cfg.precision not in ("bf16", "fp32"):
+        fail("precision", "must be 'bf16' or 'fp32'")
+    if cfg.micro_batch_size is not None and cfg.micro_batch_size <= 0:
+        fail("micro_batch_size", "must be positive or None")
+    if not 0.0 <= cfg.ema_start <= cfg.ema_end <= 1.0:
+        fail("ema_start", f"need 0 <= ema_start <= ema_end={cfg.ema_end} <= 1")
+    if cfg.epochs <= 0 or cfg.batch_size <= 0:
+        fail("epochs" if cfg.epochs <= 0 else "batch_size", "must be positive")
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+# The write-up's table (SPEC 8): only the supervision fields (and L300's epochs) differ between runs.
+SUPERVISION = {
+    "L200": dict(collect_from=-1, intermediate_rows=0, all_to_last_weight=None, last_to_last_weight=1.0),
+    "L300": dict(collect_from=-1, intermediate_rows=0, all_to_last_weight=None, last_to_last_weight=1.0, epochs=300),
+    "R-U": dict(all_to_last_weight=1 / 11, last_to_last_weight=1 / 11),
+    "R-A05-B05": dict(all_to_last_weight=0.5, last_to_last_weight=0.5),
+    "R-A08-B08": dict(all_to_last_weight=0.8, last_to_last_weight=0.8),
+    "R-A05-B08": dict(all_to_last_weight=0.5, last_to_last_weight=0.8),
+    "R-A05-B08-12": dict(collect_from=0, all_to_last_weight=0.5, last_to_last_weight=0.8),
+    "R-B05": dict(all_to_last_weight=None, last_to_last_weight=0.5),
+    "R-B08": dict(all_to_last_weight=None, last_to_last_weight=0.8),
+    "R-A05-B10": dict(all_to_last_weight=0.5, last_to_last_weight=1.0),
+    "R-A.-B05": dict(intermediate_rows=0, all_to_last_weight=None, last_to_last_weight=0.5),
+    "R-A.-B08": dict(intermediate_rows=0, all_to_last_weight=None, last_to_last_weight=0.8),
+}
+
+_VIT_B = Config(dataset="imagenet100")  # defaults are the write-up's recipe with D = {d_1..d_11}
+
+# CPU-sized model for tests and the demo (SPEC 10): digits upscaled to 32 px, patch 4 -> 8 x 8 grid.
+# min_keep 4 (upstream's constructor default): on 64 tokens a target block has 9-12 tokens.
+# The EMA schedule starts lower because a run of ~1k steps never leaves momentum 0.996's init (SPEC 10).
+_TINY = replace(
+    _VIT_B, run_id="tiny", img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4,
+    pred_dim=64, pred_depth=2, pred_num_heads=4, min_keep=4, dataset="digits", epochs=100,
+    batch_size=128, base_lr=1e-3, base_batch=128, ema_start=0.99, num_workers=0, log_every=10,
+    ckpt_minutes=2.0, **SUPERVISION["R-A05-B08"],
+)
+
+PRESETS: dict[str, Config] = {rid: replace(_VIT_B, run_id=rid, **sup) for rid, sup in SUPERVISION.items()}
+PRESETS["tiny"] = _TINY
+
+
+def get_config(run_id: str, **overrides) -> Config:
+    """The preset `run_id` with `overrides` applied; unknown run ids or keys raise.
+
+    Args:
+        run_id: a key of PRESETS (the write-up's run ids, or "tiny").
+        overrides: Config field values; strings are parsed to the field's type (for the command line).
+    """
+    if run_id not in PRESETS:
+        raise KeyError(f"unknown run id {run_id!r}; known: {', '.join(PRESETS)}")
+    return replace(PRESETS[run_id], **_coerce_all(overrides))
+
+
+def with_supervision(cfg: Config, run_id: str) -> Config:
+    """`cfg` (any model size) with the supervision of the table's run `run_id` (e.g. the tiny baseline)."""
+    sup = {k: v for k, v in SUPERVISION[run_id].items() if k != "epochs"}
+    return replace(cfg, run_id=f"{cfg.run_id}/{run_id}", **sup)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Parse command-line `key=value` strings into typed Config overrides."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        out[key.strip()] = value.strip()
+    return _coerce_all(out)
+
+
+def _coerce_all(overrides: dict) -> dict:
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    out = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise KeyError(f"unknown config key {key!r}{hint}")
+        out[key] = _coerce(key, value, hints[key]) if isinstance(value, str) else value
+    return out
+
+
+def _coerce(key: str, text: str, hint) -> object:
+    """Parse `text` as type `hint` (int, float, bool, str, tuple[float, float], X | None)."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if text.lower() in ("none", "null", ""):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    try:
+        if typing.get_origin(hint) is tuple:
+            parts = text.strip("()[] ").split(",")
+            return tuple(args[0](p) for p in parts)
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes"):
+                return True
+            if text.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(text)
+        if hint is float and "/" in text:  # allow alpha=1/11
+            num, den = text.split("/")
+            return float(num) / float(den)
+        return hint(text)
+    except (ValueError, TypeError):
+        raise ValueError(f"config {key}={text!r}: not a valid {getattr(hint, '__name__', hint)}") from None
