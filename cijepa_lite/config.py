@@ -59,7 +59,7 @@ class Config:
     adam_eps: float = 1e-8  # [IJ]
     ema_start: float = 0.996  # [IJ] teacher momentum m at step 0, linear to ema_end at the last step
     ema_end: float = 1.0  # [IJ]
-    precision: str = "bf16"  # autocast dtype on CUDA ("bf16" or "fp32"); master weights stay fp32 [IJ]
+    precision: str = "bf16"  # "bf16": autocast on any device (bf16 on CUDA [IJ]); "fp32": none. Master weights fp32
     crop_scale: tuple[float, float] = (0.3, 1.0)  # [IJ] RandomResizedCrop scale, no flip, no colour jitter
 
     # --- data ---
@@ -169,7 +169,7 @@ _VIT_B = Config(dataset="imagenet100")  # defaults are the write-up's recipe wit
 _TINY = replace(
     _VIT_B, run_id="tiny", img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4,
     pred_dim=64, pred_depth=2, pred_num_heads=4, min_keep=4, dataset="digits", epochs=100,
-    batch_size=128, base_lr=1e-3, base_batch=128, ema_start=0.99, num_workers=0, log_every=10,
+    batch_size=128, base_lr=1e-3, base_batch=128, ema_start=0.99, precision="fp32", num_workers=0, log_every=10,
     ckpt_minutes=2.0, **SUPERVISION["R-A05-B08"],
 )
 

@@ -13,12 +13,14 @@ def ema_momentum(cfg: Config, step: int, total_steps: int) -> float:
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """In place, one fused multi-tensor op per term instead of a Python loop over parameters.
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float | torch.Tensor) -> None:
+    """In place, one multi-tensor op per term instead of a Python loop over parameters.
 
-    Bitwise equal to `t.mul_(m).add_(s, alpha=1 - m)` per tensor (tested).
+    `momentum` may be a 0-d tensor on the device (the engine passes 1.0 to skip a step without a
+    host sync). Bitwise equal to `t.mul_(m).add_(s * (1 - m))` per tensor (tested).
     """
-    t_params = [p for p in teacher.parameters()]
+    t_params = list(teacher.parameters())
     s_params = [p.detach() for p in student.parameters()]
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+    m = torch.as_tensor(momentum, dtype=torch.float32, device=t_params[0].device)
+    torch._foreach_mul_(t_params, m)
+    torch._foreach_add_(t_params, torch._foreach_mul(s_params, 1.0 - m))

@@ -12,12 +12,17 @@ def test_vectorised_ema_equals_the_naive_loop():
         for p in model.student.parameters():
             p.add_(torch.randn_like(p))
     naive = [t.clone() for t in model.teacher.parameters()]
+    m = torch.tensor(0.99)
     for t, s in zip(naive, model.student.parameters()):
-        t.mul_(0.99).add_(s, alpha=0.01)
+        t.mul_(m).add_(s * (1 - m))
     ema_update(model.teacher, model.student, 0.99)
     for t, n in zip(model.teacher.parameters(), naive):
         assert torch.equal(t, n)
     assert not torch.equal(next(model.teacher.parameters()), next(model.student.parameters()))
+    # momentum 1 (a skipped step) leaves the teacher bitwise untouched
+    before = [t.clone() for t in model.teacher.parameters()]
+    ema_update(model.teacher, model.student, torch.tensor(1.0))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.teacher.parameters()))
 
 
 def test_momentum_is_linear_from_start_to_end():
