@@ -15,6 +15,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as torch_dist
@@ -95,7 +96,8 @@ def _autocast(cfg: Config, device: torch.device):
 
 
 def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, allow_config_change: bool = False,
-          time_budget_s: float | None = None, source=None, progress: bool = True) -> dict:
+          time_budget_s: float | None = None, source=None, progress: bool = True,
+          on_log: Callable[[dict], None] | None = None) -> dict:
     """Pretrain `cfg` in `run_dir`, resuming from its newest valid checkpoint.
 
     Args:
@@ -106,6 +108,7 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         time_budget_s: stop cleanly (with a checkpoint) once this much wall time has passed.
         source: a data source to use instead of `cfg.dataset` (map-style, items (PIL image, label)).
         progress: show a tqdm progress bar.
+        on_log: called on rank 0 with every metrics row as it is logged (e.g. a live plot in a notebook).
     Returns:
         a summary: step reached, total steps, the last checkpoint path, the last logged metrics.
     """
@@ -150,7 +153,7 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
 
     loop = _Loop(cfg, d, model, optimizer, run_dir, total, steps_per_epoch, micro, wall_before, t_start)
     loader = _loader(cfg, source, d, start, stop)
-    return loop.run(loader, start, stop, time_budget_s, progress, summary)
+    return loop.run(loader, start, stop, time_budget_s, progress, summary, on_log)
 
 
 def _restore_metrics(run_dir: Path, state_path: Path, cfg: Config) -> None:
@@ -184,7 +187,7 @@ class _Loop:
                     if d.world > 1 else None)
         self.mirror = checkpoint.Mirror(cfg.mirror_dir, cfg.keep_checkpoints) if cfg.mirror_dir and d.main else None
 
-    def run(self, loader, start, stop, time_budget_s, progress, summary) -> dict:
+    def run(self, loader, start, stop, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d = self.cfg, self.d
         log = MetricsLog(self.run_dir / "metrics.jsonl", start) if d.main else None
         acc = Interval.zeros(cfg.num_depths, d.device)
@@ -205,6 +208,8 @@ class _Loop:
                 acc = Interval.zeros(cfg.num_depths, d.device, consecutive=acc.consecutive)
                 if log is not None:
                     log.write(row)
+                    if on_log is not None:
+                        on_log(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
                 save, out_of_time = distributed.broadcast_flags(
                     d, now - last_ckpt > cfg.ckpt_minutes * 60,

@@ -186,9 +186,10 @@ def test_gradient_accumulation_matches_one_pass(tmp_path, source):
 
 
 def test_metrics_log_rows_and_depths(tmp_path, source):
-    train(small(log_every=2), tmp_path, max_steps=4, source=source, progress=False)
+    seen = []
+    train(small(log_every=2), tmp_path, max_steps=4, source=source, progress=False, on_log=seen.append)
     rows = read_metrics(tmp_path / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [2, 4]
+    assert [r["step"] for r in rows] == [2, 4] and seen == rows
     r = rows[-1]
     cfg = small()
     assert set(r["targets"]) == {f"d{b}" for b in cfg.collected_depths}

@@ -1,0 +1,108 @@
+"""The alpha/beta picker: choose supervision, see the weight matrix w[s, t] and which table row it is.
+
+Uses only the ipywidgets API that 7.7 (Colab's) and 8 share; the logic lives in plain functions
+(`supervision_config`, `matching_run_id`, `weights_figure`) so it is tested without a browser.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+
+from .config import PRESETS, SUPERVISION, Config
+from .loss import depth_weights
+
+_SUPERVISION_FIELDS = ("collect_from", "intermediate_rows", "all_to_last_weight", "last_to_last_weight")
+_DEPTH_SETS = {"d1..d_last (write-up default)": 1, "d0..d_last": 0, "d_last only (I-JEPA)": -1}
+
+
+def supervision_config(base: Config, collect_from: int, intermediate_rows: int, alpha: float | None,
+                       beta: float | None) -> Config:
+    """`base` with the four supervision fields replaced (clamping rows to what D allows)."""
+    cfg = replace(base, collect_from=collect_from, intermediate_rows=0, all_to_last_weight=alpha,
+                  last_to_last_weight=beta)
+    return replace(cfg, intermediate_rows=min(intermediate_rows, cfg.num_depths - 1))
+
+
+def matching_run_id(cfg: Config) -> str | None:
+    """The write-up's run id whose supervision fields `cfg` has, or None for a new combination.
+
+    D is compared as `collect_from`, so a smaller model with the same fields matches the same row;
+    epochs only break the L200 / L300 tie.
+    """
+    same = [rid for rid, sup in SUPERVISION.items()
+            if all(_close(getattr(cfg, k), getattr(replace(PRESETS["R-A05-B08"], **sup), k)) for k in _SUPERVISION_FIELDS)]
+    exact = [rid for rid in same if PRESETS[rid].epochs == cfg.epochs]
+    return (exact or same or [None])[0]
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) < 1e-6
+
+
+def weights_figure(cfg: Config):
+    """Heatmap of w[s, t] (rows: student source depth, columns: teacher target depth)."""
+    w = depth_weights(cfg.num_depths, cfg.all_to_last_weight, cfg.last_to_last_weight).numpy()
+    names = [f"d{b}" for b in cfg.collected_depths]
+    size = 1.2 + 0.42 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(w.max(), 1e-6))
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("teacher target depth t")
+    ax.set_ylabel("student source depth s")
+    rows = "last row only" if cfg.intermediate_rows == 0 else f"{cfg.intermediate_rows} random rows + last"
+    ax.set_title(f"w[s, t] ({rows}; {matching_run_id(cfg) or 'not in the table'})", fontsize=9)
+    for s in range(len(names)):
+        for t in range(len(names)):
+            if len(names) <= 12:
+                ax.text(t, s, f"{w[s, t]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if w[s, t] < 0.5 * w.max() else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+class AlphaBetaPicker:
+    """Widgets for D, rows, alpha and beta that redraw the weight matrix on every change."""
+
+    def __init__(self, base: Config):
+        import ipywidgets as w
+
+        self.base = base
+        self.depths = w.Dropdown(options=list(_DEPTH_SETS), description="D", value=_label_for(base.collect_from))
+        self.rows = w.IntSlider(value=base.intermediate_rows, min=0, max=base.depth - 1, description="rows")
+        self.alpha_unset = w.Checkbox(value=base.all_to_last_weight is None, description="alpha unset (uniform)")
+        self.alpha = w.FloatSlider(value=base.all_to_last_weight or 0.5, min=0.0, max=1.0, step=0.01,
+                                   description="alpha")
+        self.beta_unset = w.Checkbox(value=base.last_to_last_weight is None, description="beta unset (= alpha)")
+        self.beta = w.FloatSlider(value=base.last_to_last_weight or 0.5, min=0.0, max=1.0, step=0.01,
+                                  description="beta")
+        self.output = w.Output()
+        controls = [self.depths, self.rows, self.alpha_unset, self.alpha, self.beta_unset, self.beta]
+        for c in controls:
+            c.observe(lambda _change: self.redraw(), names="value")
+        self.widget = w.VBox([w.HBox([w.VBox(controls), self.output])])
+        self.redraw()
+
+    def config(self) -> Config:
+        """The base config with the picked supervision."""
+        alpha = None if self.alpha_unset.value else self.alpha.value
+        beta = None if self.beta_unset.value else self.beta.value
+        cfg = supervision_config(self.base, _DEPTH_SETS[self.depths.value], self.rows.value, alpha, beta)
+        return replace(cfg, run_id=matching_run_id(cfg) or "custom")
+
+    def redraw(self) -> None:
+        from IPython.display import display
+
+        self.output.clear_output(wait=True)
+        with self.output:
+            fig = weights_figure(self.config())
+            display(fig)
+            plt.close(fig)
+
+
+def _label_for(collect_from: int) -> str:
+    return next((k for k, v in _DEPTH_SETS.items() if v == collect_from), next(iter(_DEPTH_SETS)))

@@ -1,0 +1,21 @@
+import torch
+
+from cijepa_lite import colab
+
+
+def test_smoke_mode_follows_the_env_and_defaults_to_no_gpu(monkeypatch):
+    monkeypatch.setenv(colab.SMOKE_ENV, "1")
+    assert colab.smoke_mode()
+    monkeypatch.setenv(colab.SMOKE_ENV, "0")
+    assert not colab.smoke_mode()
+    monkeypatch.delenv(colab.SMOKE_ENV)
+    assert colab.smoke_mode() == (not torch.cuda.is_available())
+
+
+def test_outside_colab_drive_is_skipped_with_a_message(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(colab.STORAGE_ENV, str(tmp_path / "drive"))
+    assert not colab.in_colab()
+    path = colab.storage("kit")
+    assert path == (tmp_path / "drive" / "kit").resolve() and path.is_dir()
+    assert "Google Drive steps skipped" in capsys.readouterr().out
+    assert "smoke mode" in colab.status()
