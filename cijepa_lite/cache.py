@@ -11,20 +11,23 @@ Images are resized so their short side is at most `short_side` [K] (bicubic, ant
 upsampled; the long side rounded as torchvision's Resize rounds it), then stored as JPEG quality 90
 (4:2:0, no EXIF/ICC). A JPEG that is already RGB, baseline and small enough is stored byte for byte.
 
-What the default short side 320 changes in the recipe. ImageNet photos are typically 500x375 or
-500x333, so they shrink by 0.85-0.96 (larger ones more, smaller ones not at all):
-- pretraining RandomResizedCrop(224, scale 0.3-1): a smallest crop spans ~200 px of a 427x320 image
-  instead of ~235 px of a 500x375 one, so it is upsampled ~1.1x instead of downsampled; about 1 crop in
-  10 is upsampled (scale < ~0.37), against none on 500x375 originals. Which part of the image a crop
-  covers is unchanged (scales are relative); only the source resolution is lower.
-- probe train RandomResizedCrop(scale 0.08-1): its small crops are upsampled on the originals too, now
-  from ~27% fewer source pixels.
-- probe val Resize(256) + CenterCrop(224): resizes the 320-px image instead of the original (two
-  antialiased bicubic resizes instead of one: very slightly softer).
+What the default short side 256 changes in the recipe. ImageNet photos are typically 500x375 or
+500x333; they become 341x256 or 384x256 (linear scale 0.68-0.77); smaller ones are kept as they are.
+- pretraining RandomResizedCrop(224, scale 0.3-1): which part of the image a crop covers, and so how
+  large objects appear in the 224-px input, is unchanged (scales are relative); only detail is lost.
+  A smallest crop (scale 0.3) spans ~160 px of a 341x256 image instead of ~235 px of a 500x375 one,
+  so it is upsampled ~1.4x instead of downsampled; crops below scale ~0.5-0.57 (about a third of
+  them) are upsampled, against none on 500x375 originals.
+- probe train RandomResizedCrop(scale 0.08-1): its small crops, upsampled on the originals too, now
+  start from about half as many source pixels.
+- probe val Resize(256) + CenterCrop(224): the cache already holds torchvision's Resize(256, bicubic)
+  of the original (same filter, same rounding), so probe val sees exactly the recipe's pixels up to
+  one JPEG generation (photos with a short side >= 512 are DCT-downscaled first: not bit-exact).
 - every re-encoded image passes through one more JPEG generation at quality 90.
-Gains: one core decodes + augments ~2x more images per second (`databench.bench_data`), files are ~2x
-smaller (estimated 5-8 GB for ImageNet-100 on Drive), random access costs one read, and no bad or
-huge image reaches a run. A short side of 256 would make probe val exact but upsample ~40% of pretraining crops.
+Gains: one core decodes + augments ~1.7-1.9x more images per second on ImageNet-like JPEGs
+(`databench.bench_data`), files are ~3x smaller (estimated 3-5 GB for ImageNet-100 on Drive), random
+access costs one read, and no bad or huge image reaches a run. `short_side=320` keeps more detail
+(~1 pretraining crop in 10 upsampled) for ~1.4-1.5x the raw speed.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ from tqdm.auto import tqdm
 from .images import BadImage, BadImageWarning, encode_jpeg, load_rgb, open_image, resize_short, RobustSource
 
 FORMAT, FORMAT_VERSION = "cijepa-lite-cache", 1
-DEFAULT_SHORT_SIDE = 320
+DEFAULT_SHORT_SIDE = 256
 JPEG_QUALITY = 90
 SHARD_BYTES = 1 << 30
 SPLITS = ("train", "val")

@@ -127,9 +127,9 @@ def resize_short(img: Image.Image, short_side: int) -> Image.Image:
 
 
 def encode_jpeg(img: Image.Image, quality: int) -> bytes:
-    """Baseline JPEG at `quality`, 4:2:0 chroma, no EXIF or ICC profile."""
+    """Baseline JPEG at `quality`, 4:2:0 chroma, optimised Huffman tables, no EXIF or ICC profile."""
     out = io.BytesIO()
-    img.save(out, "JPEG", quality=quality, subsampling="4:2:0")
+    img.save(out, "JPEG", quality=quality, subsampling="4:2:0", optimize=True)  # same pixels, ~5% fewer bytes
     return out.getvalue()
 
 

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 from torchvision import transforms as T
 
-from cijepa_lite.images import BadImage, decode, load_rgb, open_image, resized_size
+from cijepa_lite.images import BadImage, decode, load_rgb, open_image, resize_short, resized_size
 from imagekit import close, convertible, encode, mean_color, unreadable
 
 
@@ -47,3 +47,15 @@ def test_resized_size_matches_torchvision_resize():
     for size in [(500, 375), (375, 500), (333, 500), (1600, 1201), (320, 320)]:
         out = T.Resize(256)(Image.new("RGB", size))
         assert resized_size(size, 256) == out.size
+
+
+def test_cache_resize_is_exactly_torchvision_resize_256_bicubic():
+    # Why probe val on a short-side-256 cache sees the recipe's pixels (up to one JPEG generation).
+    rng = np.random.default_rng(1)
+    for size in [(500, 375), (333, 500)]:
+        img = Image.fromarray(rng.integers(0, 256, size[::-1] + (3,), dtype=np.uint8))
+        ours = resize_short(img, 256)
+        theirs = T.Resize(256, interpolation=T.InterpolationMode.BICUBIC)(img)
+        assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+        again = T.Resize(256, interpolation=T.InterpolationMode.BICUBIC)(ours)  # probe val's resize: a no-op
+        assert np.array_equal(np.asarray(again), np.asarray(ours))
