@@ -125,7 +125,8 @@ def prepare_cache(dataset, out: str | Path, source: str, revision: str | None = 
 def _check_replaceable(out: Path) -> None:
     """Refuse to ever replace a folder that holds anything but (part of) a cache."""
     if out.is_dir():
-        foreign = [p.name for p in out.iterdir() if p.name != "meta.json" and not p.name.endswith((".bin", ".index.npy"))]
+        ours = lambda name: name == "meta.json" or name.endswith((".bin", ".index.npy"))  # noqa: E731
+        foreign = [p.name for p in out.iterdir() if not ours(p.name)]
         if foreign:
             raise FileExistsError(f"{out} exists and holds {foreign[:3]}, which is not a cache; choose another folder")
 
@@ -220,6 +221,8 @@ class CacheSource(RobustSource):
         if reason is not None:
             raise FileNotFoundError(f"no finished cache at {self.root} ({reason}); prepare or copy it again")
         meta = read_meta(self.root)
+        if not meta["splits"][split]["count"]:
+            raise FileNotFoundError(f"the cache at {self.root} has no {split!r} images (its source had none)")
         self.classes, self.class_names = meta["classes"], meta["class_names"]
         self.shard_files = [s["file"] for s in meta["splits"][split]["shards"]]
         self.index = np.load(self.root / f"{split}.index.npy", mmap_mode="r")  # (n, 4)

@@ -66,6 +66,8 @@ def test_cached_images_have_their_short_side_resized_and_are_never_upsampled(tmp
     out = prepare_cache(ParquetDataset.open(tmp_path), tmp_path / "cache", "t", short_side=20, workers=0)
     got = [img.size for img, _ in (CacheSource(out, "train")[i] for i in range(3))]
     assert got == [(26, 20), (20, 40), (10, 12)]  # torchvision's Resize(20) sizes; 10x12 stays as it is
+    with pytest.raises(FileNotFoundError, match="has no 'val' images"):
+        CacheSource(out, "val")
 
 
 def test_rerun_is_a_noop_and_a_half_finished_cache_is_redone(built, tmp_path):

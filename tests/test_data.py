@@ -103,8 +103,9 @@ def test_raw_parquet_with_bad_images_runs_through_a_two_worker_loader(raw):
     # A bad item is replaced by the next readable one (with that one's label); good items keep theirs.
     expected = [y for _, y, _ in truth["train"]]
     bad = [k for k, (c, _, _) in enumerate(truth["train"]) if c is None]
-    nxt = lambda k: next(j % len(expected) for j in range(k, k + len(expected)) if j % len(expected) not in bad)  # noqa: E731
-    assert labels == [expected[nxt(k)] for k in range(len(expected))]
+    n = len(expected)
+    substitute = [next(j % n for j in range(k, k + n) if j % n not in bad) for k in range(n)]
+    assert labels == [expected[j] for j in substitute]
 
 
 def test_bad_item_substitute_is_deterministic_and_warned_once(raw):
@@ -121,7 +122,8 @@ def test_bad_item_substitute_is_deterministic_and_warned_once(raw):
 
 
 def test_image_folder_and_cache_sources_run_through_a_two_worker_loader(tmp_path):
-    for k, (name, (data, _)) in enumerate({**convertible(), **{n: (d, None) for n, (d, _) in unreadable().items()}}.items()):
+    files = [(name, data) for name, (data, _) in [*convertible().items(), *unreadable().items()]]
+    for k, (name, data) in enumerate(files):
         path = tmp_path / "folder" / "train" / CLASSES[k % 3] / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

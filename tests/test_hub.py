@@ -45,7 +45,8 @@ def test_fast_transfer_uses_xet_high_performance(monkeypatch):
 
 def test_verify_download_checks_counts_and_classes(tmp_path, monkeypatch):
     for split, n in (("train", 3), ("validation", 2)):
-        write_shard(tmp_path / "data" / f"{split}-00000-of-00001.parquet", [solid_jpeg((1, 1, 1))] * n, [0] * n, list(NAMES))
+        path = tmp_path / "data" / f"{split}-00000-of-00001.parquet"
+        write_shard(path, [solid_jpeg((1, 1, 1))] * n, [0] * n, list(NAMES))
     with pytest.raises(ValueError, match=r"train: 3 images in 1 shards, expected 126,689; val: 2 images"):
         hub.verify_download(tmp_path)
     monkeypatch.setattr(hub, "SPLIT_COUNTS", {"train": 3, "val": 2})
