@@ -4,8 +4,13 @@ A *source* is a map-style dataset whose item i is `(PIL.Image in RGB, int label)
 `classes` list. `Augmented` wraps a source with a transform and is indexed by `(index, seed)`
 pairs, so each sample's augmentation is drawn from its own seed and never from global state:
 a resumed run (or another worker count) augments every sample exactly as before.
+
+`open_source` picks the source: the embedded digits, the prepared cache (cache.py), raw parquet shards
+in the Hub layout (parquet.py) or an image folder (folder.py); prepare.py makes the cache.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,8 +18,16 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from .cache import CacheSource
+from .folder import FolderDataset, FolderSource, is_image_folder
+from .images import RobustSource
+from .imagenet100 import WNIDS
+from .parquet import ParquetDataset, ParquetSource, find_shards
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Where `dataset="imagenet100"` looks when the config's data_dir is None [K].
+DEFAULT_DATA_DIR = Path("~/.cache/cijepa-lite/imagenet100").expanduser()
 
 
 # --- transforms -------------------------------------------------------------------------------
@@ -52,8 +65,10 @@ class Augmented(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, seed = key
         image, label = self.source[index]
-        with torch.random.fork_rng(devices=[]):  # torchvision draws from the global generator
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # torchvision draws from the global CPU generator
+            # Not torch.manual_seed: it also reseeds every CUDA generator (which fork_rng(devices=[]) does
+            # not restore) and costs ~0.1 ms a sample; the CPU draws are the same.
+            torch.default_generator.manual_seed(seed)
             return self.transform(image), label
 
 
@@ -93,8 +108,49 @@ class Digits(Dataset):
         return self.images[i], self.labels[i]
 
 
-def open_source(dataset: str, split: str, img_size: int, data_dir: str | None = None) -> Dataset:
-    """The source named by a config's `dataset` field, for `split` ("train" or "val")."""
+def open_dataset(path: str | Path, image_column: str = "image", label_column: str = "label"):
+    """The raw dataset at `path`: a ParquetDataset (shards in the Hub layout) or a FolderDataset (train/, val/)."""
+    path = Path(path).expanduser()
+    if find_shards(path, "train") or find_shards(path, "val"):
+        return ParquetDataset.open(path, image_column, label_column)
+    if is_image_folder(path):
+        return FolderDataset.open(path)
+    raise FileNotFoundError(f"{path}: neither parquet shards (data/train-*.parquet, data/validation-*.parquet) "
+                            "nor an image folder (train/<class>/..., val/<class>/...)")
+
+
+def open_path(path: str | Path, split: str) -> RobustSource:
+    """The source of `split` at `path`: a prepared cache, parquet shards or an image folder (detected)."""
+    path = Path(path).expanduser()
+    if (path / "meta.json").is_file():
+        return CacheSource(path, split)
+    dataset = open_dataset(path)
+    return ParquetSource(dataset, split) if isinstance(dataset, ParquetDataset) else FolderSource(dataset, split)
+
+
+def open_source(dataset: str, split: str, img_size: int, data_dir: str | None = None) -> Digits | RobustSource:
+    """The source named by a config's `dataset` field, for `split` ("train" or "val").
+
+    Args:
+        dataset: "digits" (embedded), "imagenet100" (the prepared cache at `data_dir`, default
+            DEFAULT_DATA_DIR), or a path: a prepared cache, parquet shards or an image folder.
+        img_size: the digits' side in pixels; other sources keep their size (the transforms crop).
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split {split!r}: expected 'train' or 'val'")
     if dataset == "digits":
         return Digits(split, size=img_size)
-    raise ValueError(f"config dataset={dataset!r}: unknown dataset (expected 'digits')")
+    if dataset == "imagenet100":
+        root = Path(data_dir).expanduser() if data_dir else DEFAULT_DATA_DIR
+        try:
+            source = open_path(root, split)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"no prepared ImageNet-100 at {root} ({e}). Prepare it once with "
+                                    f"`python -m cijepa_lite data --hub --out {root}`, or set data_dir") from None
+        if source.classes != list(WNIDS):
+            raise ValueError(f"{root} holds {len(source.classes)} classes, not ImageNet-100's; "
+                             "use dataset=<path> for other data")
+        return source
+    if Path(dataset).expanduser().exists():
+        return open_path(dataset, split)
+    raise ValueError(f"config dataset={dataset!r}: expected 'digits', 'imagenet100' or an existing path")
