@@ -64,3 +64,29 @@ def status() -> str:
     mem = f", {torch.cuda.mem_get_info()[1] / 2**30:.0f} GiB" if torch.cuda.is_available() else ""
     return (f"torch {v['torch']}, torchvision {v['torchvision']}, timm {v['timm']}, python {v['python']}; "
             f"{gpu}{mem}; Colab: {in_colab()}; smoke mode: {smoke_mode()}")
+
+
+def write_smoke_parquet(root: str | Path) -> Path:
+    """Locally generated stand-in for the Hub's parquet shards: the digits as JPEGs, train + validation.
+
+    Smoke mode runs every notebook through the real code paths (parquet -> prepared cache -> training
+    -> probe) on this in seconds. Returns `root`; a second call reuses what is there.
+    """
+    import io
+
+    from .data import Digits
+    from .parquet import write_shard
+
+    root = Path(root)
+    for split, hub_split in (("train", "train"), ("val", "validation")):
+        path = root / "data" / f"{hub_split}-00000-of-00001.parquet"
+        if path.exists():
+            continue
+        digits = Digits(split)
+        blobs = []
+        for image, _ in digits:
+            out = io.BytesIO()
+            image.save(out, "JPEG", quality=95)
+            blobs.append(out.getvalue())
+        write_shard(path, blobs, digits.labels, Digits.classes)
+    return root
