@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from .config import PRESETS, Config
 from .provenance import device_name, versions
 
 SMOKE_ENV = "CIJEPA_SMOKE"  # "1": run every notebook end to end on CPU on locally generated data
@@ -90,3 +92,131 @@ def write_smoke_parquet(root: str | Path) -> Path:
             blobs.append(out.getvalue())
         write_shard(path, blobs, digits.labels, Digits.classes)
     return root
+
+
+# --- what the notebooks call, one function per step ---------------------------------------------
+
+def prepare(smoke: bool, token: str | None = None, short_side: int | None = None) -> Path:
+    """The prepared dataset on fast local disk, doing only what is missing; returns its folder.
+
+    A finished copy on Drive (storage()) is copied back instead of being prepared again; a newly
+    prepared cache is copied to Drive for later sessions. Smoke mode uses locally generated shards.
+    """
+    from .cache import DEFAULT_SHORT_SIDE
+    from .prepare import prepare_data
+
+    local = workdir() / "data"
+    if smoke:
+        shards = write_smoke_parquet(local / "smoke-parquet")
+        return prepare_data(out=local / "smoke-cache", source=shards, mirror=storage() / "smoke-cache",
+                            short_side=short_side or 32, workers=1)
+    return prepare_data(out=local / "imagenet100", source="hub", token=token or None,
+                        mirror=storage() / "imagenet100-cache", short_side=short_side or DEFAULT_SHORT_SIDE)
+
+
+def smoke_config(cfg: Config, data_dir: Path) -> Config:
+    """`cfg`'s supervision on the tiny model, one short epoch on the smoke data: same code paths, seconds."""
+    from .picker import supervision_config
+
+    tiny = replace(PRESETS["tiny"], run_id=cfg.run_id, dataset=str(data_dir), epochs=1, batch_size=64, base_batch=64,
+                   log_every=2, ckpt_minutes=0.0, num_workers=0)
+    return supervision_config(tiny, cfg.collect_from, cfg.intermediate_rows, cfg.all_to_last_weight,
+                              cfg.last_to_last_weight)
+
+
+def pretrain_config(picked: Config, smoke: bool, data_dir: Path, run_dir: Path, mirror_dir: Path) -> Config:
+    """The config a pretraining run uses: the one saved with the run if it exists, else the picked one.
+
+    A run that exists continues with its saved config whatever the widgets say (a difference is
+    printed); paths and the Drive mirror always come from this session.
+    """
+    from .train import config_changes, saved_config
+
+    saved = saved_config(run_dir) or saved_config(mirror_dir)
+    fresh = smoke_config(picked, data_dir) if smoke else picked
+    runtime = dict(mirror_dir=str(mirror_dir), data_dir=None if smoke else str(data_dir))
+    if saved is None:
+        return replace(fresh, **runtime)
+    changed = config_changes(saved, fresh)
+    if changed:
+        print(f"Resuming {run_dir.name} with its saved config; ignoring these picked values: "
+              + ", ".join(f"{k}={b!r} (saved {a!r})" for k, (a, b) in changed.items()))
+    return replace(saved, **runtime)
+
+
+def describe(cfg: Config) -> str:
+    """A few lines on what a run will do."""
+    from .picker import matching_run_id
+
+    row = matching_run_id(cfg)
+    return (f"run {cfg.run_id}: supervision of table row {row or '(none: a new combination)'}; "
+            f"D = d{cfg.collected_depths[0]}..d{cfg.collected_depths[-1]} (L={cfg.num_depths}), "
+            f"{cfg.intermediate_rows} intermediate rows, alpha={cfg.all_to_last_weight}, beta={cfg.last_to_last_weight}; "
+            f"ViT {cfg.embed_dim}x{cfg.depth} at {cfg.img_size}px, batch {cfg.batch_size}, {cfg.epochs} epochs, "
+            f"data {cfg.dataset if cfg.data_dir is None else cfg.data_dir}; Drive mirror {cfg.mirror_dir}")
+
+
+class LivePlot:
+    """An `on_log` callback for train(): redraws the run's curves in place every `every` logged rows."""
+
+    def __init__(self, run_dir: str | Path, every: int = 5):
+        self.run_dir, self.every, self.rows, self.handle = Path(run_dir), every, 0, None
+
+    def __call__(self, row: dict) -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        from .plots import plot_curves
+
+        self.rows += 1
+        if self.rows % self.every:
+            return
+        fig = plot_curves(self.run_dir)
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)
+
+
+def sample_grid(cache: str | Path, n: int = 16, split: str = "train"):
+    """A figure of `n` evenly spaced images of a prepared cache with their class names."""
+    from matplotlib.figure import Figure
+
+    from .cache import CacheSource
+
+    source = CacheSource(cache, split)
+    cols = 8
+    fig = Figure(figsize=(2 * cols, 2.2 * ((n + cols - 1) // cols)), layout="constrained")
+    for k, ax in enumerate(fig.subplots((n + cols - 1) // cols, cols).flat):
+        ax.axis("off")
+        if k < n:
+            image, label = source[k * len(source) // n]
+            ax.imshow(image)
+            ax.set_title(source.classes[label][:18], fontsize=8)
+    return fig
+
+
+def local_run(name: str, smoke: bool, data_dir: Path) -> Path:
+    """A run's folder on local disk, with its newest checkpoint copied back from Drive if needed.
+
+    In smoke mode a run that does not exist yet is pretrained for a few steps first.
+    """
+    from . import checkpoint
+    from .config import get_config
+    from .train import train
+
+    run_dir, mirror_dir = workdir() / "runs" / name, storage() / "runs" / name
+    if not checkpoint.candidates(run_dir / "checkpoints"):
+        newest = checkpoint.candidates(mirror_dir / "checkpoints")
+        if newest:
+            checkpoint.copy_checkpoint(newest[0], run_dir / "checkpoints", keep=1)
+            for extra in ("config.json", "metrics.jsonl"):
+                if (mirror_dir / extra).exists():
+                    (run_dir / extra).write_bytes((mirror_dir / extra).read_bytes())
+        elif smoke:
+            train(smoke_config(get_config(name if name in PRESETS else "tiny"), data_dir), run_dir, max_steps=4)
+        else:
+            raise FileNotFoundError(f"no checkpoints for run {name!r} in {run_dir} or {mirror_dir}: "
+                                    "pretrain it first (02_pretrain notebook)")
+    return run_dir

@@ -185,7 +185,9 @@ class _Loop:
         self.ddp = (DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
                                             broadcast_buffers=False, find_unused_parameters=True)
                     if d.world > 1 else None)
-        self.mirror = checkpoint.Mirror(cfg.mirror_dir, cfg.keep_checkpoints) if cfg.mirror_dir and d.main else None
+        # Drive space is scarce (a ViT-B cI-JEPA checkpoint is ~4 GB): keep at most 2 there.
+        self.mirror = (checkpoint.Mirror(cfg.mirror_dir, min(cfg.keep_checkpoints, 2))
+                       if cfg.mirror_dir and d.main else None)
 
     def run(self, loader, start, stop, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d = self.cfg, self.d

@@ -202,3 +202,18 @@ def test_metrics_log_rows_and_depths(tmp_path, source):
 def test_bf16_training_steps_run_on_cpu(tmp_path, source):
     out = train(small(precision="bf16"), tmp_path, max_steps=2, source=source, progress=False)
     assert out["step"] == 2 and torch.isfinite(torch.tensor(out["last"]["loss"]))
+
+
+def test_a_lost_local_disk_resumes_from_the_drive_mirror(tmp_path, source, reference):
+    """Colab: local disk is gone after a disconnect; the run continues from the mirrored checkpoint."""
+    import shutil
+
+    run, drive = tmp_path / "local", tmp_path / "drive"
+    train(small(mirror_dir=str(drive)), run, max_steps=6, source=source, progress=False)
+    assert checkpoint.validate(drive / "checkpoints" / "step-00000006.pt") is None
+    assert (drive / "metrics.jsonl").exists() and (drive / "config.json").exists()
+    shutil.rmtree(run)
+    out = train(small(mirror_dir=str(drive)), run, max_steps=10, source=source, progress=False)
+    assert out["start_step"] == 6 and out["step"] == 10
+    assert compare_runs(reference, run) == []  # metrics.jsonl came back from Drive and continued
+    assert len(checkpoint.candidates(drive / "checkpoints")) <= 2
