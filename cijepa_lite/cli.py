@@ -27,6 +27,34 @@ def _config(preset: str, overrides: list[str]):
         raise SystemExit(f"error: {e.args[0] if e.args else e}") from None
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+    from .probe import ProbeRecipe
+    from .results import write_result
+
+    record = evaluate_run(args.run, probe=args.probe, encoder=args.encoder, per_depth=args.per_depth, seed=args.seed,
+                          recipe=ProbeRecipe(epochs=args.epochs), num_workers=args.workers,
+                          progress=not args.no_progress)
+    path = write_result(record, args.results)
+    depths = "".join(f"\n  {k}: {v:.2f}" for k, v in record["per_depth"].items())
+    print(f"{record['run_id']} step {record['pretrain']['step']}, {args.probe} probe on the {args.encoder}: "
+          f"top-1 {record['top1']:.2f}%{depths}\nwrote {path}")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from .results import load_results, results_table
+
+    records = load_results(args.results)
+    print(results_table(records))
+    if args.figures:
+        from .plots import save_figures
+
+        for path in save_figures(args.figures, records, run_dirs=args.runs):
+            print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cijepa_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and prepare the fast local cache (or --bench the input pipeline)")
     add_data_arguments(p)
     p.set_defaults(func=run_data_command)
+
+    p = sub.add_parser("probe", help="linear-probe the newest valid checkpoint of a run and write its results JSON")
+    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--per-depth", action="store_true", help="also probe every collected depth (one pass per batch)")
+    p.add_argument("--probe", default="recipe", choices=["recipe", "logreg"],
+                   help="recipe: the write-up's AdamW probe; logreg: converged logistic regression (small models)")
+    p.add_argument("--encoder", default="teacher", choices=["teacher", "student"], help="which encoder to freeze")
+    p.add_argument("--epochs", type=int, default=10, help="probe epochs (the write-up's: 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probe's data order, augmentation and init")
+    p.add_argument("--workers", type=int, default=None, help="data-loader workers (default: the run's num_workers)")
+    p.add_argument("--results", default="results", help="results directory (the JSON goes to RESULTS/runs/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_probe)
+
+    p = sub.add_parser("table", help="the write-up's table with the kit's measured numbers beside it")
+    p.add_argument("--results", default="results", help="results directory")
+    p.add_argument("--figures", default=None, help="also write PNG figures into this directory")
+    p.add_argument("--runs", nargs="*", default=[], help="run directories whose training curves to plot")
+    p.set_defaults(func=_table)
     return parser
 
 

@@ -75,6 +75,7 @@ class Config:
     mirror_dir: str | None = None  # second copy of every checkpoint (e.g. Google Drive); failures never block
     max_skipped_steps: int = 20  # consecutive non-finite losses tolerated before the run stops
     compile: bool = False  # torch.compile the student, teacher and predictors
+    knn_every_epochs: float | None = None  # epochs between kNN readings of the teacher (metrics "knn_top1"); None = off
 
     def __post_init__(self):
         _validate(self)
@@ -110,7 +111,7 @@ class Config:
 # Fields that may differ between a checkpoint's config and the resuming run's config.
 RUNTIME_FIELDS = frozenset(
     ["data_dir", "micro_batch_size", "num_workers", "log_every", "ckpt_minutes", "keep_checkpoints",
-     "mirror_dir", "max_skipped_steps", "compile"]
+     "mirror_dir", "max_skipped_steps", "compile", "knn_every_epochs"]
 )
 
 
@@ -139,6 +140,8 @@ def _validate(cfg: Config) -> None:
         fail("micro_batch_size", "must be positive or None")
     if not 0.0 <= cfg.ema_start <= cfg.ema_end <= 1.0:
         fail("ema_start", f"need 0 <= ema_start <= ema_end={cfg.ema_end} <= 1")
+    if cfg.knn_every_epochs is not None and cfg.knn_every_epochs <= 0:
+        fail("knn_every_epochs", "must be positive or None")
     if cfg.epochs <= 0 or cfg.batch_size <= 0:
         fail("epochs" if cfg.epochs <= 0 else "batch_size", "must be positive")
 

@@ -27,6 +27,7 @@ from . import checkpoint, distributed, rng
 from .config import RUNTIME_FIELDS, Config
 from .data import Augmented, open_source, pretrain_transform
 from .ema import ema_momentum, ema_update
+from .knn import KNNMonitor
 from .loss import sample_source_depths
 from .masks import MaskSampler
 from .memory import choose_micro_batch
@@ -152,6 +153,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         return summary
 
     loop = _Loop(cfg, d, model, optimizer, run_dir, total, steps_per_epoch, micro, wall_before, t_start)
+    if cfg.knn_every_epochs and d.main:  # rank 0 reads the kNN monitor; the others wait at the next collective
+        loop.knn = KNNMonitor(cfg, d.device)
     loader = _loader(cfg, source, d, start, stop)
     return loop.run(loader, start, stop, time_budget_s, progress, summary, on_log)
 
@@ -176,6 +179,8 @@ def _loader(cfg: Config, source, d: distributed.Dist, start: int, stop: int) -> 
 
 class _Loop:
     """The step loop and what it logs and saves."""
+
+    knn: KNNMonitor | None = None  # read at log steps every cfg.knn_every_epochs
 
     def __init__(self, cfg, d, model, optimizer, run_dir, total, steps_per_epoch, micro, wall_before, t_start):
         self.cfg, self.d, self.model, self.optimizer = cfg, d, model, optimizer
@@ -206,6 +211,9 @@ class _Loop:
                     continue
                 now = time.time()
                 row = self._log_row(done, acc, teacher_feats, (done - mark_step) * cfg.batch_size / (now - t_mark))
+                if self.knn is not None and self.knn.due(mark_step, done, self.steps_per_epoch):
+                    row["knn_top1"] = self.knn(self.model.teacher)
+                    now = time.time()  # the kNN reading is not training time: images_per_s leaves it out
                 t_mark, mark_step = now, done
                 acc = Interval.zeros(cfg.num_depths, d.device, consecutive=acc.consecutive)
                 if log is not None:

@@ -1,0 +1,67 @@
+"""Evaluate a run directory: load its newest valid checkpoint, probe an encoder, return a result record."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .config import Config
+from .data import open_source
+from .logreg import logistic_probe
+from .probe import ProbeRecipe, linear_probe
+from .results import make_result, pretrain_info
+from .train import config_from_dict
+from .vit import VisionTransformer
+
+PROBES = ("recipe", "logreg")  # the write-up's AdamW probe; the converged logistic regression
+ENCODERS = ("teacher", "student")
+
+
+def load_encoders(run_dir: str | Path) -> tuple[dict[str, VisionTransformer], Config, dict]:
+    """The teacher and student of a run's newest valid checkpoint, its config and pretrain info."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    state, path = checkpoint.load_latest(run_dir / "checkpoints")
+    if state is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}: pretrain first "
+                                f"(python -m cijepa_lite pretrain --preset ... --out {run_dir})")
+    cfg = config_from_dict(state["config"])
+    encoders = {}
+    for which in ENCODERS:
+        encoders[which] = VisionTransformer(cfg)
+        encoders[which].load_state_dict(state[which])
+    return encoders, cfg, pretrain_info(state, path)
+
+
+def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "teacher", per_depth: bool = False,
+                 seed: int = 0, recipe: ProbeRecipe = ProbeRecipe(), num_workers: int | None = None,
+                 device: torch.device | None = None, progress: bool = True) -> dict:
+    """Probe a run's frozen encoder on its dataset's val split; the record's top1 is the last block's.
+
+    Args:
+        run_dir: a pretraining run directory (checkpoints/ inside).
+        probe: "recipe" (the write-up's, SPEC 7) or "logreg" (converged logistic regression).
+        encoder: "teacher" (the write-up's) or "student".
+        per_depth: also probe every collected depth (one encoder pass per batch).
+        num_workers: data-loader workers (default: the run's config).
+    """
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}; expected one of {PROBES}")
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; expected one of {ENCODERS}")
+    encoders, cfg, info = load_encoders(run_dir)
+    last = cfg.depth - 1
+    depths = tuple(sorted({*cfg.collected_depths, last})) if per_depth else (last,)
+    train, val = (open_source(cfg.dataset, s, cfg.img_size, cfg.data_dir) for s in ("train", "val"))
+    workers = cfg.num_workers if num_workers is None else num_workers
+    kw = dict(depths=depths, device=device, num_workers=workers, progress=progress)
+    if probe == "recipe":
+        out = linear_probe(encoders[encoder], train, val, cfg.img_size, recipe=recipe, seed=seed, **kw)
+        details = {k: out[k] for k in ("recipe", "seed", "steps", "final_lr", "wall_time_s")}
+    else:
+        out = logistic_probe(encoders[encoder], train, val, cfg.img_size, **kw)
+        details = {k: out[k] for k in ("C", "converged")}
+    described = {"name": probe, "encoder": encoder, "train_top1": out["train_top1"], **details}
+    return make_result(cfg, info, described, out["top1"][f"d{last}"], out["top1"] if per_depth else {})

@@ -1,0 +1,89 @@
+"""Figures worth looking at: write-up vs kit per run, top-1 vs depth, and a run's training curves.
+
+Each function returns a matplotlib Figure (nothing is shown); `save_figures` writes them as PNGs.
+Import-safe without a display: pyplot is only touched inside the functions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from .monitors import read_metrics
+from .results import comparable_row, load_results, load_writeup
+
+
+def plot_table(records: list[dict], writeup: list[dict]) -> Figure:
+    """Bars per write-up run: the write-up's top-1 and the kit's (where a comparable run was probed)."""
+    kit = {comparable_row(r): r for r in records if comparable_row(r)}
+    ids = [w["run_id"] for w in writeup]
+    fig = Figure(figsize=(max(6, 0.7 * len(ids)), 3.5), layout="constrained")
+    ax = fig.subplots()
+    x = range(len(ids))
+    ax.bar([i - 0.2 for i in x], [w["top1"] for w in writeup], 0.4, label="write-up (200 ep., ImageNet-100)")
+    done = [i for i, rid in enumerate(ids) if rid in kit]
+    ax.bar([i + 0.2 for i in done], [kit[ids[i]]["top1"] for i in done], 0.4, label="this kit")
+    for i in done:
+        ax.annotate(f"{kit[ids[i]]['pretrain'].get('epochs_done') or 0:.0f} ep.", (i + 0.2, kit[ids[i]]["top1"]),
+                    ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(list(x), ids, rotation=45, ha="right")
+    ax.set_ylabel("val top-1 (%)")
+    lows = [w["top1"] for w in writeup] + [kit[ids[i]]["top1"] for i in done]
+    ax.set_ylim(max(0, min(lows) - 10), min(100, max(lows) + 5))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_depths(record: dict) -> Figure:
+    """Top-1 against the probed depth of one result (and of its readouts that have per-depth numbers)."""
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    ax = fig.subplots()
+    series = [(f"{record['probe']['name']} ({record['probe']['encoder']})", record["per_depth"])]
+    series += [(r["label"], r["per_depth"]) for r in record.get("readouts", []) if r.get("per_depth")]
+    for label, per_depth in series:
+        if per_depth:
+            depths = sorted(per_depth, key=lambda k: int(k[1:]))
+            ax.plot([int(k[1:]) for k in depths], [per_depth[k] for k in depths], marker="o", label=label)
+    ax.set_xlabel("block (d_k)")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title(f"{record['run_id']}: accuracy vs depth", fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_curves(run_dir: str | Path) -> Figure:
+    """Loss per logged step from a run's metrics.jsonl, with the kNN top-1 on a second axis if logged."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory with logged steps?")
+    rows = read_metrics(path)
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    knn = [r for r in rows if "knn_top1" in r]
+    if knn:
+        ax2 = ax.twinx()
+        ax2.plot([r["step"] for r in knn], [r["knn_top1"] for r in knn], "o-", color="C1", label="kNN top-1")
+        ax2.set_ylabel("kNN top-1 (%)", color="C1")
+    ax.set_title(Path(run_dir).name, fontsize=10)
+    return fig
+
+
+def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dirs: list[str | Path] = ()) -> list[Path]:
+    """Write table.png, one depths-<result>.png per result with per-depth numbers, curves-<run>.png per run dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = load_results() if records is None else records
+    figures = {"table.png": plot_table(records, load_writeup())}
+    for r in records:
+        if r["per_depth"]:
+            figures[f"depths-{Path(r.get('file', r['run_id'])).stem}.png"] = plot_depths(r)
+    for run in run_dirs:
+        figures[f"curves-{Path(run).name}.png"] = plot_curves(run)
+    paths = []
+    for name, fig in figures.items():
+        fig.savefig(out_dir / name, dpi=120)
+        paths.append(out_dir / name)
+    return paths
