@@ -1,0 +1,88 @@
+"""The pretrain notebook in smoke mode survives a disconnect: killed mid-run, Run all again resumes it
+and ends with the same weights as an uninterrupted run. (nbval runs every notebook once as well.)"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from cijepa_lite import checkpoint
+from cijepa_lite.monitors import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PRETRAIN = ROOT / "notebooks" / "02_pretrain.ipynb"
+RUNNER = ("import sys, nbformat, nbclient; nb = nbformat.read(sys.argv[1], as_version=4); "
+          "nbclient.NotebookClient(nb, timeout=900, kernel_name='python3', "
+          "resources={'metadata': {'path': sys.argv[2]}}).execute(); nbformat.write(nb, sys.argv[3])")
+
+
+def start(folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "CIJEPA_SMOKE": "1", "CIJEPA_WORKDIR": str(folder / "work"),
+           "CIJEPA_STORAGE": str(folder / "drive"), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", RUNNER, str(PRETRAIN), str(PRETRAIN.parent), str(folder / "out.ipynb")],
+                            env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-3000:]
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the runner and its kernel, as a Colab disconnect would."""
+    family = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
+    for p in family:
+        p.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def final_state(folder: Path) -> dict:
+    state, _ = checkpoint.load_latest(folder / "work" / "runs" / "R-A05-B08" / "checkpoints")
+    return state
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebooks_are_thin_and_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert not any(line.lstrip().startswith(("def ", "class ")) for c in code for line in c.source.splitlines())
+    assert nb.metadata["accelerator"] == "GPU"
+    assert "#@param" in "".join(c.source for c in code) or path.name == "04_results.ipynb"
+
+
+def test_pretrain_notebook_resumes_after_a_kill_with_the_same_final_weights(tmp_path):
+    whole = start(tmp_path / "whole")
+    cut = start(tmp_path / "cut")
+    metrics = tmp_path / "cut" / "work" / "runs" / "R-A05-B08" / "metrics.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and cut.poll() is None:
+        if metrics.exists() and len(read_metrics(metrics)) >= 3:
+            kill_tree(cut)
+            break
+        time.sleep(0.2)
+    assert cut.returncode == -signal.SIGKILL, "the notebook finished before it could be killed"
+    killed_at = read_metrics(metrics)[-1]["step"]
+    again = start(tmp_path / "cut")
+    finish(again)
+    finish(whole)
+    printed = "".join(o.get("text", "") for c in nbformat.read(tmp_path / "cut" / "out.ipynb", 4).cells
+                      for o in c.get("outputs", []))
+    started = int(printed.split("started at step ")[1].split(",")[0])
+    assert 0 < started <= killed_at  # Run all again resumed from a checkpoint, not from step 0
+    a, b = final_state(tmp_path / "whole"), final_state(tmp_path / "cut")
+    assert a["step"] == b["step"] > killed_at > 0
+    resumed = [r for r in read_metrics(metrics)]
+    assert [r["step"] for r in resumed] == sorted({r["step"] for r in resumed})  # no duplicated rows
+    for part in ("student", "teacher", "predictors"):
+        for key, value in a[part].items():
+            assert value.equal(b[part][key]), f"{part}.{key}"
+    for key, value in a["optimizer"]["state"].items():
+        assert all(v.equal(b["optimizer"]["state"][key][k]) for k, v in value.items())
