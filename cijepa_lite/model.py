@@ -16,7 +16,7 @@ from torch import nn
 
 from . import rng
 from .config import Config
-from .loss import cijepa_loss, depth_weights, teacher_targets
+from .loss import cijepa_loss, depth_weights, teacher_targets, weight_rows
 from .predictor import Predictor
 from .vit import VisionTransformer, init_weights
 
@@ -69,7 +69,7 @@ class CIJEPA(nn.Module):
         loss, mse = cijepa_loss(predictions, y, self.weights, sources)
         stats = {
             "mse": mse.detach(),
-            "row_loss": (self.weights[sources] * mse.detach()).sum(1),
+            "row_loss": (weight_rows(self.weights, sources) * mse.detach()).sum(1),
             "teacher": teacher_hidden[-1].mean(1).float(),
         }
         return loss, stats
