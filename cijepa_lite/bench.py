@@ -27,7 +27,7 @@ from .distributed import Dist
 from .flops import step_flops
 from .masks import MaskSampler
 from .memory import activation_bytes_per_sample, choose_micro_batch, saved_bytes_per_sample
-from .model import CIJEPA
+from .model import CIJEPA, compile_parts
 from .optim import make_optimizer
 from .sampler import StepBatches
 
@@ -174,6 +174,34 @@ def vit_b_memory(preset: str, device: torch.device) -> dict:
     return out
 
 
+def compile_counts(cfg: Config, steps: int, backend: str = "eager") -> dict:
+    """Graphs torch.compile builds over `steps` engine steps of `cfg`, and at which step each was built.
+
+    `backend` "eager" or "aot_eager" trace exactly as "inductor" does (Dynamo decides recompilations,
+    the backend only turns graphs into code), so they count recompilations cheaply on a CPU.
+    """
+    from torch._dynamo.backends.registry import lookup_backend
+
+    torch._dynamo.reset()
+    d = Dist(rank=0, world=1, device=torch.device("cpu"))
+    built: list[int] = []
+    step_now = 0
+
+    def counting(gm, example_inputs):
+        built.append(step_now)
+        return lookup_backend(backend)(gm, example_inputs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        loop, acc = make_engine(replace(cfg, compile=False), d, Path(tmp))
+        compile_parts(loop.model, backend=counting)
+        images = torch.randn(cfg.batch_size, cfg.in_chans, cfg.img_size, cfg.img_size, generator=rng.generator(0))
+        for step_now in range(steps):
+            loop.step(step_now, images, acc)
+    first = [s for s in built if s == 0]
+    return {"run_id": cfg.run_id, "steps": steps, "backend": backend, "graphs": len(built),
+            "graphs_at_first_step": len(first), "recompilations": len(built) - len(first), "built_at_steps": built}
+
+
 def report(r: dict) -> str:
     """The human-readable summary of a `run_bench` result."""
     lines = [f"device {r['device']} ({r['threads']} threads), torch {r['torch']}, size {r['size']}, batch {r['batch']}, "
@@ -195,11 +223,24 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _write(result: dict, json_path: str | None) -> None:
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=1))
+
+
 def main(preset: str, json_path: str | None, **kwargs) -> dict:
     """Run, print the summary, and write the JSON result when asked."""
     result = run_bench(preset, **kwargs)
     print(report(result))
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=1))
+    _write(result, json_path)
+    return result
+
+
+def recompiles_main(preset: str, json_path: str | None, steps: int, backend: str, overrides: dict) -> dict:
+    """Count compiled graphs over `steps` steps of the preset (its own size), print and write them."""
+    result = compile_counts(get_config(preset, **overrides), steps, backend)
+    print(f"{result['run_id']}: {result['graphs']} graphs over {steps} steps ({backend}); "
+          f"{result['graphs_at_first_step']} at the first step, {result['recompilations']} recompilations after it")
+    _write(result, json_path)
     return result

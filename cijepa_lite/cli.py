@@ -20,8 +20,11 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench
+    from .bench import main as bench, recompiles_main
 
+    if args.recompiles:
+        recompiles_main(args.preset, args.json, args.recompiles, args.backend, parse_overrides(args.overrides))
+        return 0
     bench(args.preset, args.json, size=args.size, batch=args.batch, steps=args.steps, warmup=args.warmup,
           dataset=args.dataset, workers=args.workers, memory=not args.no_memory,
           overrides=parse_overrides(args.overrides))
@@ -52,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 on CPU, 5 on GPU)")
     b.add_argument("--dataset", default="digits", help="source for the input-pipeline rate (data.open_source)")
     b.add_argument("--workers", type=int, default=2, help="data-loader workers for the input-pipeline rate")
+    b.add_argument("--recompiles", type=int, default=0, metavar="N",
+                   help="instead: count torch.compile graphs over N steps of the preset as is (e.g. tiny)")
+    b.add_argument("--backend", default="eager", help="compile backend for --recompiles (eager, aot_eager, inductor)")
     b.add_argument("--no-memory", action="store_true", help="skip the ViT-B activation-memory measurement")
     b.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields for both variants, e.g. compile=true")
     b.set_defaults(func=_bench)

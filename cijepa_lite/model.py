@@ -58,14 +58,18 @@ class CIJEPA(nn.Module):
             loss (scalar, fp32) and detached stats: "mse" (S, L) per source row and target depth,
             "row_loss" (S,) weighted loss per row, "teacher" (B, D) mean-pooled last teacher state.
         """
+        # Mask lengths change every step: compiled parts trace them as symbols once (no-op in eager).
+        torch._dynamo.maybe_mark_dynamic(context, 1)
+        torch._dynamo.maybe_mark_dynamic(targets, 2)
         with torch.no_grad():
             teacher_hidden = self.teacher(images)  # depth x (B, N, D)
             y = teacher_targets(teacher_hidden, self.depths, targets)  # (B, M, N_tgt, L, D)
         student_hidden = self.student(images, keep=context)  # depth x (B, N_ctx, D)
-        predictions = [
-            self.predictors[depth_key(self.depths[s])](student_hidden[self.depths[s]], context, targets)
-            for s in sources
-        ]  # S x (B, M, N_tgt, L, D)
+        predictions = []
+        for s in sources:
+            z = student_hidden[self.depths[s]]  # (B, N_ctx, D)
+            torch._dynamo.maybe_mark_dynamic(z, 1)
+            predictions.append(self.predictors[depth_key(self.depths[s])](z, context, targets))  # (B, M, N_tgt, L, D)
         loss, mse = cijepa_loss(predictions, y, self.weights, sources)
         stats = {
             "mse": mse.detach(),
@@ -73,3 +77,15 @@ class CIJEPA(nn.Module):
             "teacher": teacher_hidden[-1].mean(1).float(),
         }
         return loss, stats
+
+
+def compile_parts(model: CIJEPA, backend="inductor") -> None:
+    """torch.compile the student, the teacher and every predictor in place (cfg.compile).
+
+    nn.Module.compile keeps the state-dict keys, so checkpoints load either way. The mask lengths
+    are marked dynamic in forward, so each part compiles once for every mask size; the predictors
+    share one graph (parameters are graph inputs), and the loss stays eager so that the sampled
+    source rows (Python ints) never become guards that recompile.
+    """
+    for part in [model.student, model.teacher, *model.predictors.values()]:
+        part.compile(backend=backend)

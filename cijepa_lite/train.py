@@ -29,7 +29,7 @@ from .ema import ema_momentum, ema_update
 from .loss import sample_source_depths, weight_rows
 from .masks import MaskSampler
 from .memory import choose_micro_batch
-from .model import CIJEPA, depth_key
+from .model import CIJEPA, compile_parts, depth_key
 from .monitors import MetricsLog, normalized_std, rankme
 from .optim import learning_rate, make_optimizer
 from .provenance import provenance
@@ -129,6 +129,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     per_device = cfg.batch_size // d.world
     micro = choose_micro_batch(cfg, per_device, d.device, trainable=trainable, frozen=frozen)
     model.to(d.device)
+    if cfg.compile:
+        compile_parts(model)
     optimizer = make_optimizer(cfg, model)
     start, wall_before = 0, 0.0
     if state is not None:
