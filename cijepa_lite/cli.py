@@ -55,6 +55,18 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench, recompiles_main
+
+    if args.recompiles:
+        recompiles_main(args.preset, args.json, args.recompiles, args.backend, parse_overrides(args.overrides))
+        return 0
+    bench(args.preset, args.json, size=args.size, batch=args.batch, steps=args.steps, warmup=args.warmup,
+          dataset=args.dataset, workers=args.workers, memory=not args.no_memory,
+          overrides=parse_overrides(args.overrides))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cijepa_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", default=None, help="also write PNG figures into this directory")
     p.add_argument("--runs", nargs="*", default=[], help="run directories whose training curves to plot")
     p.set_defaults(func=_table)
+
+    b = sub.add_parser("bench", help="time I-JEPA and a cI-JEPA preset side by side (step time, FLOPs, memory)")
+    b.add_argument("--preset", default="R-A05-B08", choices=sorted(PRESETS), help="the cI-JEPA run to compare")
+    b.add_argument("--json", default=None, help="write the full result to this JSON file")
+    b.add_argument("--size", choices=["cpu", "preset"], default=None,
+                   help="cpu: ViT-S-sized fp32 model (default on CPU); preset: the preset's own (default on GPU)")
+    b.add_argument("--batch", type=int, default=None, help="images per step (default 8 on CPU, 256 on GPU)")
+    b.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 5 on CPU, 20 on GPU)")
+    b.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 on CPU, 5 on GPU)")
+    b.add_argument("--dataset", default="digits", help="source for the input-pipeline rate (data.open_source)")
+    b.add_argument("--workers", type=int, default=2, help="data-loader workers for the input-pipeline rate")
+    b.add_argument("--recompiles", type=int, default=0, metavar="N",
+                   help="instead: count torch.compile graphs over N steps of the preset as is (e.g. tiny)")
+    b.add_argument("--backend", default="eager", help="compile backend for --recompiles (eager, aot_eager, inductor)")
+    b.add_argument("--no-memory", action="store_true", help="skip the ViT-B activation-memory measurement")
+    b.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields for both variants, e.g. compile=true")
+    b.set_defaults(func=_bench)
     return parser
 
 

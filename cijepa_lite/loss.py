@@ -41,6 +41,15 @@ def sample_source_depths(num_depths: int, intermediate_rows: int, generator: tor
     return sorted(picks.tolist()) + [num_depths - 1]
 
 
+def weight_rows(weights: torch.Tensor, sources: list[int]) -> torch.Tensor:
+    """w[sources] (S, L) without a host sync.
+
+    Indexing a CUDA tensor with a Python list copies the list to the device and waits for it;
+    integer indexing gives views, and one stack keeps everything on the device.
+    """
+    return torch.stack([weights[s] for s in sources])  # (S, L)
+
+
 def teacher_targets(hidden: list[torch.Tensor], depths: tuple[int, ...], targets: torch.Tensor) -> torch.Tensor:
     """y_t[T_m] for every t in D: teacher states layer-normed without affine [IJ], on the target blocks.
 
@@ -72,6 +81,6 @@ def cijepa_loss(
         their tokens and features (all blocks have N_tgt tokens, so the mean over blocks is exact).
     """
     mse = torch.stack([(p.float() - y.float()).pow(2).mean(dim=(0, 1, 2, 4)) for p in predictions])  # (S, L)
-    w = weights.to(mse.device)[sources]  # (S, L)
+    w = weight_rows(weights, sources).to(mse.device)  # (S, L)
     loss = (w * mse).sum() / len(sources)  # 1/(M|S|): the mean over blocks is already inside mse
     return loss, mse

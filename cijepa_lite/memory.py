@@ -50,3 +50,41 @@ def choose_micro_batch(cfg: Config, per_device_batch: int, device: torch.device,
         raise RuntimeError(f"not even one sample fits: {per_sample / 2**30:.2f} GiB of activations per sample, "
                            f"{budget / 2**30:.2f} GiB left after weights and optimizer state")
     return max(fits)
+
+
+def saved_bytes_per_sample(cfg: Config, device: torch.device | str = "cpu") -> int:
+    """Measured activation bytes of one sample: what autograd saves for backward at batch 2 minus batch 1.
+
+    Counts each saved storage once (views share it) and never a parameter; the difference of two
+    batch sizes removes per-step constants (bf16 weight copies under autocast, RoPE tables). Runs the
+    model's forward under the config's precision, on `device` (a ViT-B forward of 2 images on CPU
+    takes seconds).
+    """
+    from . import rng
+    from .loss import sample_source_depths
+    from .masks import MaskSampler
+    from .model import CIJEPA
+
+    device = torch.device(device)
+    model = CIJEPA(cfg).to(device)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    g = rng.generator(cfg.seed, rng.MASKS, 0)
+    context, targets = MaskSampler(cfg)(2, g)
+    images = torch.randn(2, cfg.in_chans, cfg.img_size, cfg.img_size, generator=g)
+    sources = sample_source_depths(cfg.num_depths, cfg.intermediate_rows, g)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+    def saved(b: int) -> int:
+        storages: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            s = t.untyped_storage()
+            if s.data_ptr() not in params:
+                storages[s.data_ptr()] = s.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
+            model(images[:b].to(device), context[:b].to(device), targets[:b].to(device), sources)
+        return sum(storages.values())
+
+    return saved(2) - saved(1)

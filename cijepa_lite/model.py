@@ -16,8 +16,8 @@ from torch import nn
 
 from . import rng
 from .config import Config
-from .loss import cijepa_loss, depth_weights, teacher_targets
-from .predictor import Predictor
+from .loss import cijepa_loss, depth_weights, teacher_targets, weight_rows
+from .predictor import Predictor, run_stacked, stack_params
 from .vit import VisionTransformer, init_weights
 
 
@@ -42,6 +42,7 @@ class CIJEPA(nn.Module):
             init_weights(self.student)  # the one init, for every Linear/Conv/LayerNorm [IJ]
             init_weights(self.predictors)
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)  # [IJ] starts as a copy
+        self.batch_predictors = True  # one vmapped call for the S rows (eager); compile_parts turns it off
         w = depth_weights(cfg.num_depths, cfg.all_to_last_weight, cfg.last_to_last_weight)
         self.register_buffer("weights", w, persistent=False)
 
@@ -58,18 +59,45 @@ class CIJEPA(nn.Module):
             loss (scalar, fp32) and detached stats: "mse" (S, L) per source row and target depth,
             "row_loss" (S,) weighted loss per row, "teacher" (B, D) mean-pooled last teacher state.
         """
+        # Mask lengths change every step: compiled parts trace them as symbols once (no-op in eager).
+        torch._dynamo.maybe_mark_dynamic(context, 1)
+        torch._dynamo.maybe_mark_dynamic(targets, 2)
         with torch.no_grad():
             teacher_hidden = self.teacher(images)  # depth x (B, N, D)
             y = teacher_targets(teacher_hidden, self.depths, targets)  # (B, M, N_tgt, L, D)
         student_hidden = self.student(images, keep=context)  # depth x (B, N_ctx, D)
-        predictions = [
-            self.predictors[depth_key(self.depths[s])](student_hidden[self.depths[s]], context, targets)
-            for s in sources
-        ]  # S x (B, M, N_tgt, L, D)
-        loss, mse = cijepa_loss(predictions, y, self.weights, sources)
+        predictions = self.predict(student_hidden, context, targets, sources)  # (S, B, M, N_tgt, L, D)
+        loss, mse = cijepa_loss(list(predictions), y, self.weights, sources)
         stats = {
             "mse": mse.detach(),
-            "row_loss": (self.weights[sources] * mse.detach()).sum(1),
+            "row_loss": (weight_rows(self.weights, sources) * mse.detach()).sum(1),
             "teacher": teacher_hidden[-1].mean(1).float(),
         }
         return loss, stats
+
+    def predict(self, hidden: list[torch.Tensor], context: torch.Tensor, targets: torch.Tensor,
+                sources: list[int]) -> torch.Tensor:
+        """Every sampled row's predictions, (S, B, M, N_tgt, L, D): one batched call over the S predictors."""
+        predictors = [self.predictors[depth_key(self.depths[s])] for s in sources]
+        zs = [hidden[self.depths[s]] for s in sources]  # S x (B, N_ctx, D)
+        if len(predictors) == 1 or not self.batch_predictors:  # one row needs no weight copy
+            for z in zs:
+                torch._dynamo.maybe_mark_dynamic(z, 1)
+            return torch.stack([p(z, context, targets) for p, z in zip(predictors, zs)])  # (S, B, M, N_tgt, L, D)
+        z = torch.stack(zs)  # (S, B, N_ctx, D)
+        # Any built predictor serves as the template: all share architecture and buffers.
+        template = next(iter(self.predictors.values()))
+        return run_stacked(template, stack_params(predictors), z, context, targets)  # (S, B, M, N_tgt, L, D)
+
+
+def compile_parts(model: CIJEPA, backend="inductor") -> None:
+    """torch.compile the student, the teacher and every predictor in place (cfg.compile).
+
+    nn.Module.compile keeps the state-dict keys, so checkpoints load either way. The mask lengths
+    are marked dynamic in forward, so each part compiles once for every mask size; the predictors
+    share one graph (parameters are graph inputs) and run one by one, because Dynamo does not trace
+    the vmapped batched call; the loss stays eager so that the sampled source rows never become guards.
+    """
+    for part in [model.student, model.teacher, *model.predictors.values()]:
+        part.compile(backend=backend)
+    model.batch_predictors = False  # Dynamo leaves the vmapped call eager; compiled predictors share a graph

@@ -7,15 +7,25 @@ Each source depth s has its own narrow ViT P_s (never shared). For each target b
 [context tokens at depth s || mask tokens at block m's positions] and returns the mask-token
 outputs h_{s,m}; the L heads H_{s->t}, one Linear(P -> D) per target depth t, are fused into a
 single Linear(P -> L*D) whose output slice t is exactly head t (tested against separate heads).
+
+The S sampled predictors of a step run as one call (`run_stacked`): their weights are stacked on a
+new leading dim (a differentiable copy, so each predictor keeps its own parameters, state-dict keys
+and gradients) and torch.func.vmap runs one predictor's code over it (tested equal to separate calls).
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 from timm.layers import trunc_normal_
 from torch import nn
+from torch.func import functional_call, vmap
 
 from .config import Config
 from .vit import LayerNorm, gather_tokens, make_blocks, rope_table
+
+# On CPU vmap runs SDPA slice by slice (no batching rule yet), which is what separate calls do anyway.
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
 
 
 class Predictor(nn.Module):
@@ -54,3 +64,26 @@ class Predictor(nn.Module):
             x = block(x, rope=rope)
         h = self.norm(x[:, N_ctx:])  # (B*M, N_tgt, P): h_{s,m}, mask-token outputs only
         return self.heads(h).view(B, M, N_tgt, self.num_depths, -1)  # (B, M, N_tgt, L, D)
+
+
+def stack_params(predictors: list[Predictor]) -> dict[str, torch.Tensor]:
+    """Each parameter of the predictors stacked on a new dim 0: name -> (S, *shape); gradients flow back."""
+    names = [name for name, _ in predictors[0].named_parameters()]
+    return {n: torch.stack([p.get_parameter(n) for p in predictors]) for n in names}  # (S, *shape) each
+
+
+def run_stacked(template: Predictor, params: dict[str, torch.Tensor], z: torch.Tensor, context: torch.Tensor,
+                targets: torch.Tensor) -> torch.Tensor:
+    """S predictors with `template`'s architecture and buffers and the weights `params`, in one vmapped call.
+
+    Args:
+        params: from `stack_params`, name -> (S, *shape).
+        z: (S, B, N_ctx, D) the student's context tokens at each source depth.
+        context, targets: (B, N_ctx) and (B, M, N_tgt), shared by the S rows.
+    Returns:
+        (S, B, M, N_tgt, L, D): row i equals predictor i's own forward.
+    """
+    def one(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, p, (x, context, targets))
+
+    return vmap(one)(params, z)  # (S, B, M, N_tgt, L, D)

@@ -28,10 +28,10 @@ from .config import RUNTIME_FIELDS, Config
 from .data import Augmented, open_source, pretrain_transform
 from .ema import ema_momentum, ema_update
 from .knn import KNNMonitor
-from .loss import sample_source_depths
+from .loss import sample_source_depths, weight_rows
 from .masks import MaskSampler
 from .memory import choose_micro_batch
-from .model import CIJEPA, depth_key
+from .model import CIJEPA, compile_parts, depth_key
 from .monitors import MetricsLog, normalized_std, rankme
 from .optim import learning_rate, make_optimizer
 from .provenance import provenance
@@ -133,6 +133,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     per_device = cfg.batch_size // d.world
     micro = choose_micro_batch(cfg, per_device, d.device, trainable=trainable, frozen=frozen)
     model.to(d.device)
+    if cfg.compile:
+        compile_parts(model)
     optimizer = make_optimizer(cfg, model)
     start, wall_before = 0, 0.0
     if state is not None:
@@ -175,6 +177,13 @@ def _loader(cfg: Config, source, d: distributed.Dist, start: int, stop: int) -> 
     return DataLoader(Augmented(source, pretrain_transform(cfg.img_size, cfg.crop_scale)), batch_sampler=batches,
                       num_workers=workers, pin_memory=d.device.type == "cuda", persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None)
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device` without a host sync: a blocking copy to CUDA waits for the whole queue."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 class _Loop:
@@ -242,7 +251,7 @@ class _Loop:
         share = cfg.batch_size // d.world
         context, targets = self.masks(cfg.batch_size, rng.generator(cfg.seed, rng.MASKS, step))  # whole global batch
         rows = slice(d.rank * share, (d.rank + 1) * share)  # this rank's slice, cut to the global shortest [K]
-        context, targets = context[rows].to(d.device), targets[rows].to(d.device)
+        context, targets = _to_device(context[rows], d.device), _to_device(targets[rows], d.device)
         sources = sample_source_depths(cfg.num_depths, cfg.intermediate_rows, rng.generator(cfg.seed, rng.SOURCES, step))
         images = images.to(d.device, non_blocking=True)
         forward = self.ddp or self.model
@@ -285,11 +294,11 @@ class _Loop:
 
     def _accumulate(self, acc: Interval, finite, loss_sum, mse_sum, sources) -> None:
         ok = finite.float()
-        idx = torch.tensor(sources, device=loss_sum.device)
-        weighted = (self.model.weights[sources] * mse_sum).sum(1)  # (S,)
+        weighted = (weight_rows(self.model.weights, sources) * mse_sum).sum(1)  # (S,)
         acc.loss += torch.nan_to_num(loss_sum) * ok
-        acc.rows.index_add_(0, idx, torch.nan_to_num(weighted) * ok)
-        acc.row_count.index_add_(0, idx, ok.expand(len(sources)))
+        for i, s in enumerate(sources):  # integer indexing: no index tensor copied to the device (a sync)
+            acc.rows[s].add_(torch.nan_to_num(weighted[i]) * ok)
+            acc.row_count[s].add_(ok)
         acc.targets += torch.nan_to_num(mse_sum.mean(0)) * ok
         acc.finite += ok
         acc.skipped += 1 - ok

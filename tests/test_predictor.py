@@ -49,3 +49,24 @@ def test_predictors_are_separate_modules():
     assert a.embed.weight.data_ptr() != b.embed.weight.data_ptr()
     assert not torch.equal(a.embed.weight, b.embed.weight)
     assert a.mask_token.shape == (1, 1, 64)
+
+
+def test_batched_predictors_equal_separate_predictors_and_keep_their_own_gradients():
+    """run_stacked over the stacked weights of S predictors == each predictor's own forward and backward."""
+    from cijepa_lite.predictor import run_stacked, stack_params
+
+    cfg = get_config("tiny")
+    model = CIJEPA(cfg)
+    keys = ["d1", "d3", "d5"]
+    twins = CIJEPA(cfg)  # same seed: identical weights, run separately
+    z, context, targets = inputs(cfg, b=3)
+    zs = torch.stack([z, 2 * z, -z])  # (S, B, N_ctx, D): a different input per row
+    batched = run_stacked(model.predictors["d2"], stack_params([model.predictors[k] for k in keys]), zs, context, targets)
+    separate = torch.stack([twins.predictors[k](x, context, targets) for k, x in zip(keys, zs)])
+    torch.testing.assert_close(batched, separate, rtol=1e-5, atol=1e-6)
+    batched.square().mean().backward()
+    separate.square().mean().backward()
+    for k in keys:
+        for (name, p), q in zip(model.predictors[k].named_parameters(), twins.predictors[k].parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-7, msg=f"{k}.{name}")
+    assert model.predictors["d2"].embed.weight.grad is None  # the template lends only its code and buffers

@@ -217,3 +217,46 @@ def test_a_lost_local_disk_resumes_from_the_drive_mirror(tmp_path, source, refer
     assert out["start_step"] == 6 and out["step"] == 10
     assert compare_runs(reference, run) == []  # metrics.jsonl came back from Drive and continued
     assert len(checkpoint.candidates(drive / "checkpoints")) <= 2
+
+
+class _NoSyncOptimizer:
+    """Stands in for fused AdamW (which has no meta kernel); checks the skip flag stays a device tensor."""
+
+    def __init__(self, optimizer):
+        self.param_groups, self.found_inf = optimizer.param_groups, None
+
+    def step(self):
+        assert isinstance(self.found_inf, torch.Tensor) and self.found_inf.device.type == "meta"
+
+    def zero_grad(self, set_to_none=True):
+        pass
+
+
+def test_a_step_never_reads_device_values_back():
+    """On the meta device reading a value (item, bool, tolist, nonzero) raises; a mode also flags the
+    hidden syncs that meta cannot see: indexing with a Python list and torch.tensor onto the device."""
+    from torch.overrides import TorchFunctionMode
+
+    from cijepa_lite.bench import make_engine
+    from cijepa_lite.distributed import Dist
+
+    flagged = []
+
+    class FlagHiddenSyncs(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.Tensor.__getitem__ and args[0].device.type == "meta" and isinstance(args[1], list):
+                flagged.append("list index")
+            if func is torch.tensor and str(kwargs.get("device", "cpu")) != "cpu":
+                flagged.append("torch.tensor(device=...)")
+            return func(*args, **kwargs)
+
+    cfg = small(batch_size=4, micro_batch_size=2)  # two micro-batches
+    loop, acc = make_engine(cfg, Dist(0, 1, torch.device("meta")), Path("unused"))
+    loop.optimizer = _NoSyncOptimizer(loop.optimizer)
+    images = torch.empty(4, 3, cfg.img_size, cfg.img_size, device="meta")
+    with FlagHiddenSyncs():
+        for step in range(2):
+            loop.step(step, images, acc)
+    assert flagged == []
+    assert acc.loss.device.type == "meta"
