@@ -17,21 +17,26 @@ from cijepa_lite.monitors import read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PRETRAIN = ROOT / "notebooks" / "02_pretrain.ipynb"
-RUNNER = ("import sys, nbformat, nbclient; nb = nbformat.read(sys.argv[1], as_version=4); "
-          "nbclient.NotebookClient(nb, timeout=900, kernel_name='python3', "
+# Each kernel talks over IPC sockets in its own folder: two kernels started at once over TCP can draw the
+# same free port, and one of them then waits forever for a reply that went to the other.
+RUNNER = ("import sys, nbformat, nbclient, jupyter_client; nb = nbformat.read(sys.argv[1], as_version=4); "
+          "km = jupyter_client.KernelManager(kernel_name='python3', transport='ipc', ip=sys.argv[4]); "
+          "nbclient.NotebookClient(nb, km=km, timeout=900, "
           "resources={'metadata': {'path': sys.argv[2]}}).execute(); nbformat.write(nb, sys.argv[3])")
 
 
 def start(folder: Path) -> subprocess.Popen:
+    folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CIJEPA_SMOKE": "1", "CIJEPA_WORKDIR": str(folder / "work"),
            "CIJEPA_STORAGE": str(folder / "drive"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", RUNNER, str(PRETRAIN), str(PRETRAIN.parent), str(folder / "out.ipynb")],
+    return subprocess.Popen([sys.executable, "-c", RUNNER, str(PRETRAIN), str(PRETRAIN.parent), str(folder / "out.ipynb"),
+                             str(folder / "kernel")],
                             env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(proc: subprocess.Popen) -> None:
-    out, _ = proc.communicate(timeout=900)
+    out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
 
 
