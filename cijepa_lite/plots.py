@@ -39,7 +39,8 @@ def plot_depths(record: dict) -> Figure:
     fig = Figure(figsize=(5, 3.5), layout="constrained")
     ax = fig.subplots()
     series = [(f"{record['probe']['name']} ({record['probe']['encoder']})", record["per_depth"])]
-    series += [(r["label"], r["per_depth"]) for r in record.get("readouts", []) if r.get("per_depth")]
+    series += [(r["label"], r["per_depth"]) for r in record.get("readouts", [])
+               if r.get("per_depth") and r["per_depth"] != record["per_depth"]]  # the headline is drawn once
     for label, per_depth in series:
         if per_depth:
             depths = sorted(per_depth, key=lambda k: int(k[1:]))
@@ -71,12 +72,13 @@ def plot_curves(run_dir: str | Path) -> Figure:
     return fig
 
 
-def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dirs: list[str | Path] = ()) -> list[Path]:
-    """Write table.png, one depths-<result>.png per result with per-depth numbers, curves-<run>.png per run dir."""
+def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dirs: list[str | Path] = (),
+                 table: bool = True) -> list[Path]:
+    """Write table.png (unless not `table`), depths-<result>.png per result with per-depth numbers, curves-<run>.png."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = load_results() if records is None else records
-    figures = {"table.png": plot_table(records, load_writeup())}
+    figures = {"table.png": plot_table(records, load_writeup())} if table else {}
     for r in records:
         if r["per_depth"]:
             figures[f"depths-{Path(r.get('file', r['run_id'])).stem}.png"] = plot_depths(r)
