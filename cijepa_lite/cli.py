@@ -67,6 +67,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import format_summary, run_demo
+
+    summary = run_demo(args.out, epochs=args.epochs, baseline=not args.no_baseline, recipe=args.recipe,
+                       results_dir=args.results, progress=not args.no_progress)
+    print(format_summary(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cijepa_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-memory", action="store_true", help="skip the ViT-B activation-memory measurement")
     b.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields for both variants, e.g. compile=true")
     b.set_defaults(func=_bench)
+
+    p = sub.add_parser("demo", help="pretrain the tiny preset on embedded digits (CPU, minutes) and show it learned")
+    p.add_argument("--out", default="runs/demo", help="directory for the demo's runs (rerunning reuses them)")
+    p.add_argument("--epochs", type=int, default=None, help="override the tiny preset's epochs")
+    p.add_argument("--no-baseline", action="store_true", help="skip the I-JEPA baseline run")
+    p.add_argument("--recipe", action="store_true", help="also run the write-up's AdamW probe (not converged here)")
+    p.add_argument("--results", default=None, help="results directory (default ./results; JSONs go to its runs/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_demo)
     return parser
 
 

@@ -39,7 +39,8 @@ def plot_depths(record: dict) -> Figure:
     fig = Figure(figsize=(5, 3.5), layout="constrained")
     ax = fig.subplots()
     series = [(f"{record['probe']['name']} ({record['probe']['encoder']})", record["per_depth"])]
-    series += [(r["label"], r["per_depth"]) for r in record.get("readouts", []) if r.get("per_depth")]
+    series += [(r["label"], r["per_depth"]) for r in record.get("readouts", [])
+               if r.get("per_depth") and r["per_depth"] != record["per_depth"]]  # the headline is drawn once
     for label, per_depth in series:
         if per_depth:
             depths = sorted(per_depth, key=lambda k: int(k[1:]))
@@ -52,31 +53,55 @@ def plot_depths(record: dict) -> Figure:
 
 
 def plot_curves(run_dir: str | Path) -> Figure:
-    """Loss per logged step from a run's metrics.jsonl, with the kNN top-1 on a second axis if logged."""
+    """A run's metrics.jsonl as four panels, each titled: "loss" (total and per source row), "kNN top-1",
+    "collapse monitors" (teacher feature std, RankMe) and "schedules" (lr, EMA momentum).
+
+    A panel whose values were not logged (yet) says so instead of plotting.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory with logged steps?")
     rows = read_metrics(path)
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
-    ax = fig.subplots()
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    knn = [r for r in rows if "knn_top1" in r]
-    if knn:
-        ax2 = ax.twinx()
-        ax2.plot([r["step"] for r in knn], [r["knn_top1"] for r in knn], "o-", color="C1", label="kNN top-1")
-        ax2.set_ylabel("kNN top-1 (%)", color="C1")
-    ax.set_title(Path(run_dir).name, fontsize=10)
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    fig.suptitle(Path(run_dir).name, fontsize=10)
+    loss, knn, collapse, schedules = fig.subplots(2, 2).flat
+
+    def series(ax, key, style="-", color=None, label=None, **kw):
+        got = [r for r in rows if r.get(key) is not None]
+        if got:
+            ax.plot([r["step"] for r in got], [r[key] for r in got], style, color=color, label=label or key, **kw)
+            ax.set_ylabel(label or key, color=color)
+        return bool(got)
+
+    def panel(ax, title, drawn):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        if not drawn:
+            ax.text(0.5, 0.5, "not logged yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
+
+    series(loss, "loss", color="k", linewidth=1.5)
+    for name in sorted({n for r in rows for n in r.get("rows", {})}, key=lambda n: int(n[1:]) if n[1:].isdigit() else 0):
+        got = [r for r in rows if name in r.get("rows", {})]
+        loss.plot([r["step"] for r in got], [r["rows"][name] for r in got], linewidth=0.8, label=f"row {name}")
+    loss.legend(fontsize=7)
+    panel(loss, "loss", True)
+    panel(knn, "kNN top-1 (%), EMA teacher", series(knn, "knn_top1", "o-", color="C1", label="kNN top-1"))
+    drawn = series(collapse, "teacher_std", color="C2", label="teacher std")
+    drawn |= series(collapse.twinx(), "rankme", color="C3", label="RankMe")
+    panel(collapse, "collapse monitors", drawn)
+    drawn = series(schedules, "lr", color="C0", label="lr")
+    drawn |= series(schedules.twinx(), "momentum", color="C4", label="EMA momentum")
+    panel(schedules, "schedules", drawn)
     return fig
 
 
-def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dirs: list[str | Path] = ()) -> list[Path]:
-    """Write table.png, one depths-<result>.png per result with per-depth numbers, curves-<run>.png per run dir."""
+def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dirs: list[str | Path] = (),
+                 table: bool = True) -> list[Path]:
+    """Write table.png (unless not `table`), depths-<result>.png per result with per-depth numbers, curves-<run>.png."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = load_results() if records is None else records
-    figures = {"table.png": plot_table(records, load_writeup())}
+    figures = {"table.png": plot_table(records, load_writeup())} if table else {}
     for r in records:
         if r["per_depth"]:
             figures[f"depths-{Path(r.get('file', r['run_id'])).stem}.png"] = plot_depths(r)

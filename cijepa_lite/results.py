@@ -65,7 +65,8 @@ def make_result(cfg: Config, pretrain: dict, probe: dict, top1: float, per_depth
 
 def result_name(record: dict) -> str:
     """A file stem from the run id, the step and the probe: e.g. 'R-A05-B08_step-00012345_linear-teacher'."""
-    stem = f"{record['run_id']}_step-{record['pretrain']['step']:08d}_{record['probe']['name']}-{record['probe']['encoder']}"
+    probe = record["probe"]
+    stem = f"{record['run_id']}_step-{record['pretrain']['step']:08d}_{probe['name']}-{probe['encoder']}"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem)
 
 

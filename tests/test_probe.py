@@ -68,8 +68,9 @@ def test_probe_trains_adamw_on_teacher_patch_means_with_the_recipe_transforms(ru
     used, transforms = [], []
     real_pooled, real_loader = probe.pooled, features.loader
     monkeypatch.setattr(probe, "pooled", lambda enc, x, d: used.append(enc) or real_pooled(enc, x, d))
-    monkeypatch.setattr(probe, "loader", lambda src, t, *a, **k: transforms.append(t) or real_loader(src, t, *a, **k))
-    monkeypatch.setattr(features, "loader", lambda src, t, *a, **k: transforms.append(t) or real_loader(src, t, *a, **k))
+    recording_loader = lambda src, t, *a, **k: transforms.append(t) or real_loader(src, t, *a, **k)  # noqa: E731
+    monkeypatch.setattr(probe, "loader", recording_loader)  # the train split's
+    monkeypatch.setattr(features, "loader", recording_loader)  # the val split's (through extract)
     record = evaluate_run(run_dir, recipe=ProbeRecipe(epochs=2, batch_size=64), progress=False,
                           device=torch.device("cpu"))
 
