@@ -86,3 +86,12 @@ def test_probe_then_table(tmp_path, monkeypatch, capsys):
 def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
         main(["probe", "--run", str(tmp_path)])
+
+
+def test_readme_starts_with_the_demo_and_ci_runs_its_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = ci.split("TEST_COMMAND='")[1].split("'")[0]
+    block = readme.split("```bash\n")[1].split("```")[0].splitlines()
+    assert "python -m cijepa_lite demo" in block[0]
+    assert block[1].startswith(command + " ")

@@ -59,7 +59,9 @@ def test_due_once_per_period_at_log_steps():
 
 def test_the_monitor_needs_a_period():
     with pytest.raises(ValueError, match="knn_every_epochs=None"):
-        KNNMonitor(get_config("tiny"), torch.device("cpu"))
+        KNNMonitor(get_config("tiny", knn_every_epochs=None), torch.device("cpu"))
+    with pytest.raises(ValueError, match="knn_every_epochs=0"):
+        KNNMonitor(get_config("tiny", knn_every_epochs=0), torch.device("cpu"))
 
 
 def test_train_logs_knn_every_epoch_without_changing_training(tmp_path, monkeypatch):

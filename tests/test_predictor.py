@@ -44,11 +44,12 @@ def test_each_target_block_is_predicted_independently():
 
 
 def test_predictors_are_separate_modules():
-    model = CIJEPA(get_config("tiny"))
+    cfg = get_config("tiny")
+    model = CIJEPA(cfg)
     a, b = model.predictors["d1"], model.predictors["d5"]
     assert a.embed.weight.data_ptr() != b.embed.weight.data_ptr()
     assert not torch.equal(a.embed.weight, b.embed.weight)
-    assert a.mask_token.shape == (1, 1, 64)
+    assert a.mask_token.shape == (1, 1, cfg.pred_dim)
 
 
 def test_batched_predictors_equal_separate_predictors_and_keep_their_own_gradients():

@@ -195,7 +195,7 @@ def test_metrics_log_rows_and_depths(tmp_path, source):
     assert set(r["targets"]) == {f"d{b}" for b in cfg.collected_depths}
     assert set(r["rows"]) <= set(r["targets"]) and "d5" in r["rows"]  # d_last is sampled every step
     assert 0 < r["teacher_std"] < 1 and 1 <= r["rankme"] <= 16 and r["images_per_s"] > 0
-    assert r["lr"] > 0 and 0.99 <= r["momentum"] < 1 and r["skipped"] == 0
+    assert r["lr"] > 0 and cfg.ema_start <= r["momentum"] < 1 and r["skipped"] == 0
     assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 16
 
 
