@@ -37,7 +37,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
     """Call write(file) on a temporary sibling, fsync it, then rename it to `path`."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
     try:
@@ -80,10 +80,10 @@ def save(state: dict, directory: str | Path, keep: int) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     pt = directory / f"step-{int(state['step']):08d}.pt"
-    _write_atomic(pt, lambda f: torch.save(state, f))
+    write_atomic(pt, lambda f: torch.save(state, f))
     manifest = {"file": pt.name, "step": int(state["step"]), "bytes": pt.stat().st_size, "sha256": sha256(pt),
                 "written": time.time()}
-    _write_atomic(_manifest_of(pt), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    write_atomic(_manifest_of(pt), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     prune(directory, keep)
     return pt
 
@@ -163,7 +163,7 @@ def copy_checkpoint(pt: Path, directory: Path, keep: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for src in (pt, _manifest_of(pt)):
         with open(src, "rb") as f_in:
-            _write_atomic(directory / src.name, lambda f_out: shutil.copyfileobj(f_in, f_out, 1 << 22))
+            write_atomic(directory / src.name, lambda f_out: shutil.copyfileobj(f_in, f_out, 1 << 22))
     prune(directory, keep)
 
 
@@ -206,7 +206,7 @@ class Mirror:
                 copy_checkpoint(pt, self.directory / "checkpoints", self.keep)
                 for path in extra:
                     with open(path, "rb") as f_in:
-                        _write_atomic(self.directory / path.name, lambda f_out: shutil.copyfileobj(f_in, f_out))
+                        write_atomic(self.directory / path.name, lambda f_out: shutil.copyfileobj(f_in, f_out))
                 return
             except OSError as e:  # e.g. errno 107 when Google Drive's mount drops
                 if attempt == self.retries:

@@ -16,6 +16,7 @@ import re
 import time
 from pathlib import Path
 
+from .checkpoint import write_atomic
 from .config import PRESETS, Config
 from .provenance import provenance
 from .train import config_changes, config_from_dict
@@ -77,7 +78,8 @@ def write_result(record: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
         raise ValueError(f"result record lacks {missing}")
     path = Path(results_dir) / "runs" / f"{result_name(record)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
+    text = json.dumps(record, indent=1).encode()
+    write_atomic(path, lambda f: f.write(text))  # an older evaluation is replaced whole or not at all
     return path
 
 
