@@ -22,14 +22,13 @@ import torch
 
 from . import rng
 from .config import Config, get_config, with_supervision
-from .data import Augmented, open_source, pretrain_transform
+from .data import open_source
 from .distributed import Dist
 from .flops import step_flops
 from .masks import MaskSampler
-from .memory import activation_bytes_per_sample, choose_micro_batch, saved_bytes_per_sample
+from .memory import activation_bytes_per_sample, choose_micro_batch, parameter_counts, saved_bytes_per_sample
 from .model import CIJEPA, compile_parts
 from .optim import make_optimizer
-from .sampler import StepBatches
 
 # Dense bf16 tensor-core peaks (no sparsity), matched against the device name.
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}
@@ -58,8 +57,7 @@ def make_engine(cfg: Config, d: Dist, run_dir: Path):
     from .train import Interval, _Loop
 
     model = CIJEPA(cfg).to(d.device)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.teacher.parameters())
+    trainable, frozen = parameter_counts(model)
     micro = choose_micro_batch(cfg, cfg.batch_size, d.device, trainable=trainable, frozen=frozen)
     loop = _Loop(cfg, d, model, make_optimizer(cfg, model), run_dir, 10_000, 10_000, micro, 0.0, time.time())
     return loop, Interval.zeros(cfg.num_depths, d.device)
@@ -70,8 +68,8 @@ def time_steps(cfgs: dict[str, Config], d: Dist, steps: int, warmup: int) -> dic
 
     On a CPU shared with other jobs the process's CPU time (all its threads) is the steadier measure.
     """
-    images = torch.randn(next(iter(cfgs.values())).batch_size, 3, *[next(iter(cfgs.values())).img_size] * 2,
-                         generator=rng.generator(0))
+    first = next(iter(cfgs.values()))  # all variants share batch and image size
+    images = torch.randn(first.batch_size, first.in_chans, first.img_size, first.img_size, generator=rng.generator(0))
     times: dict[str, list[float]] = {key: [] for name in cfgs for key in (name, name + ":cpu")}
     with tempfile.TemporaryDirectory() as tmp:
         engines = {name: make_engine(cfg, d, Path(tmp)) for name, cfg in cfgs.items()}
@@ -106,13 +104,11 @@ def mask_sizes(cfg: Config, steps: range) -> tuple[float, float, float]:
 
 
 def pipeline_rate(cfg: Config, source, batches: int, workers: int) -> float:
-    """Images/s of the training input pipeline (`Augmented` + `pretrain_transform`, the engine's loader)."""
-    from torch.utils.data import DataLoader
+    """Images/s of the training input pipeline: the engine's own loader (`train._loader`) with `workers`."""
+    from .train import _loader
 
-    sampler = StepBatches(len(source), cfg.batch_size, cfg.seed, 0, batches + 1)
-    loader = DataLoader(Augmented(source, pretrain_transform(cfg.img_size, cfg.crop_scale)), batch_sampler=sampler,
-                        num_workers=workers, persistent_workers=False, prefetch_factor=4 if workers else None)
-    it = iter(loader)
+    d = Dist(rank=0, world=1, device=torch.device("cpu"))
+    it = iter(_loader(replace(cfg, num_workers=workers), source, d, 0, batches + 1))
     next(it)  # worker start-up is not throughput
     t0 = time.perf_counter()
     n = sum(images.shape[0] for images, _ in it)

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from .config import Config, get_config, with_supervision
-from .data import open_source, probe_val_transform
+from .data import open_source
 from .evaluate import load_encoders
-from .features import default_device, extract, prepare_encoder
+from .features import default_device, prepare_encoder, split_features
 from .knn import knn_top1
-from .logreg import fit_logistic
+from .logreg import fit_depths
 from .model import CIJEPA
 from .plots import save_figures
 from .probe import ProbeRecipe, linear_probe
@@ -55,10 +55,9 @@ def readout(encoder: nn.Module, cfg: Config, splits: dict, device: torch.device,
     """
     encoder = prepare_encoder(encoder, device)
     depths = tuple(range(cfg.depth))
-    transform = probe_val_transform(cfg.img_size)
-    (train, y_train), (val, y_val) = [extract(encoder, splits[s], transform, depths, device=device, progress=progress,
-                                              desc=f"{s} features") for s in ("train", "val")]  # (K, n, D), (n,)
-    per_depth = {f"d{d}": fit_logistic(train[d], y_train, val[d], y_val)[0] for d in depths}
+    (train, y_train), (val, y_val) = split_features(encoder, splits["train"], splits["val"], cfg.img_size, depths,
+                                                    device=device, progress=progress)  # (K, n, D), (n,)
+    per_depth = fit_depths(train, y_train, val, y_val, depths)["top1"]
     knn = knn_top1(train[-1], y_train, val[-1], y_val, len(splits["train"].classes))
     return {"logreg": per_depth[f"d{depths[-1]}"], "logreg_per_depth": per_depth, "knn": knn}
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .data import Augmented
+from .data import Augmented, probe_val_transform
 
 
 def default_device() -> torch.device:
@@ -88,3 +88,18 @@ def extract(encoder: nn.Module, source: Dataset, transform, depths: Sequence[int
         feats.append(pooled(encoder, images.to(device, non_blocking=True), depths).cpu())
         labels.append(y)
     return torch.cat(feats, dim=1), torch.cat(labels)  # (K, n, D), (n,)
+
+
+def split_features(encoder: nn.Module, train_source: Dataset, val_source: Dataset, img_size: int,
+                   depths: Sequence[int], **kw) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """`extract` of both splits under the deterministic probe val transform (what the logistic probe and kNN read).
+
+    Args:
+        kw: passed to `extract` (batch_size, device, num_workers, progress).
+    Returns:
+        (train features (K, n_train, D), labels (n_train,)), (val features (K, n_val, D), labels (n_val,)).
+    """
+    transform = probe_val_transform(img_size)
+    train = extract(encoder, train_source, transform, depths, desc="train features", **kw)
+    val = extract(encoder, val_source, transform, depths, desc="val features", **kw)
+    return train, val

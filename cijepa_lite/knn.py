@@ -21,8 +21,8 @@ from torch.utils.data import Dataset, Subset
 
 from . import rng
 from .config import Config
-from .data import open_source, probe_val_transform
-from .features import extract
+from .data import open_source
+from .features import split_features
 
 K = 20
 TEMPERATURE = 0.07
@@ -90,9 +90,8 @@ class KNNMonitor:
         """kNN top-1 (%) of `encoder`'s last block; the encoder's mode and weights are left as they were."""
         self.splits = self.splits or self._open()
         last = [len(encoder.blocks) - 1]
-        kw = dict(batch_size=self.batch_size, device=self.device, num_workers=self.cfg.num_workers, progress=False)
-        transform = probe_val_transform(self.cfg.img_size)
-        bank, bank_labels = extract(encoder, self.splits["train"], transform, last, **kw)  # (1, n_train, D)
-        queries, query_labels = extract(encoder, self.splits["val"], transform, last, **kw)  # (1, n_val, D)
+        (bank, bank_labels), (queries, query_labels) = split_features(
+            encoder, self.splits["train"], self.splits["val"], self.cfg.img_size, last, batch_size=self.batch_size,
+            device=self.device, num_workers=self.cfg.num_workers, progress=False)  # (1, n, D), (n,)
         return knn_top1(bank[0].to(self.device), bank_labels.to(self.device), queries[0].to(self.device),
                         query_labels.to(self.device), len(self.splits["train"].classes))

@@ -21,8 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import Dataset
 
-from .data import probe_val_transform
-from .features import default_device, extract, prepare_encoder
+from .features import default_device, prepare_encoder, split_features
 
 C = 1.0  # inverse L2 strength, fixed in advance
 MAX_ITER = 2000
@@ -62,10 +61,21 @@ def logistic_probe(encoder: nn.Module, train_source: Dataset, val_source: Datase
     """
     device = device or default_device()
     encoder = prepare_encoder(encoder, device)
-    transform = probe_val_transform(img_size)
-    kw = dict(batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
-    train, train_labels = extract(encoder, train_source, transform, depths, desc="train features", **kw)
-    val, val_labels = extract(encoder, val_source, transform, depths, desc="val features", **kw)
+    (train, train_labels), (val, val_labels) = split_features(
+        encoder, train_source, val_source, img_size, depths, batch_size=batch_size, device=device,
+        num_workers=num_workers, progress=progress)
+    return fit_depths(train, train_labels, val, val_labels, depths)
+
+
+def fit_depths(train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor, val_labels: torch.Tensor,
+               depths: tuple[int, ...]) -> dict:
+    """`fit_logistic` on each depth's features.
+
+    Args:
+        train: (K, n_train, D) and val: (K, n_val, D) features of `depths`, in that order.
+    Returns:
+        {"top1": {"d<k>": val %}, "train_top1": {"d<k>": train %}, "converged": bool, "C": C}.
+    """
     fits = [fit_logistic(train[k], train_labels, val[k], val_labels) for k in range(len(depths))]  # (val, train, ok)
     keys = [f"d{d}" for d in depths]
     return {"top1": {key: fit[0] for key, fit in zip(keys, fits)},

@@ -23,6 +23,12 @@ def activation_bytes_per_sample(cfg: Config, sources: int | None = None) -> int:
     return student + sources * (predictor + heads) + teacher
 
 
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, frozen) parameter counts of a CIJEPA: what static_bytes and choose_micro_batch take."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.teacher.parameters())
+
+
 def static_bytes(cfg: Config, trainable: int, frozen: int) -> int:
     """fp32 weights, gradients and two AdamW moments of the trainable parameters, plus the teacher."""
     return trainable * 16 + frozen * 4

@@ -30,7 +30,7 @@ from .ema import ema_momentum, ema_update
 from .knn import KNNMonitor
 from .loss import sample_source_depths, weight_rows
 from .masks import MaskSampler
-from .memory import choose_micro_batch
+from .memory import choose_micro_batch, parameter_counts
 from .model import CIJEPA, compile_parts, depth_key
 from .monitors import MetricsLog, normalized_std, rankme
 from .optim import learning_rate, make_optimizer
@@ -128,8 +128,7 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     stop = total if max_steps is None else min(max_steps, total)
 
     model = CIJEPA(cfg)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.teacher.parameters())
+    trainable, frozen = parameter_counts(model)
     per_device = cfg.batch_size // d.world
     micro = choose_micro_batch(cfg, per_device, d.device, trainable=trainable, frozen=frozen)
     model.to(d.device)
@@ -155,8 +154,6 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         return summary
 
     loop = _Loop(cfg, d, model, optimizer, run_dir, total, steps_per_epoch, micro, wall_before, t_start)
-    if cfg.knn_every_epochs and d.main:  # rank 0 reads the kNN monitor; the others wait at the next collective
-        loop.knn = KNNMonitor(cfg, d.device)
     loader = _loader(cfg, source, d, start, stop)
     return loop.run(loader, start, stop, time_budget_s, progress, summary, on_log)
 
@@ -189,8 +186,6 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 class _Loop:
     """The step loop and what it logs and saves."""
 
-    knn: KNNMonitor | None = None  # read at log steps every cfg.knn_every_epochs
-
     def __init__(self, cfg, d, model, optimizer, run_dir, total, steps_per_epoch, micro, wall_before, t_start):
         self.cfg, self.d, self.model, self.optimizer = cfg, d, model, optimizer
         self.run_dir, self.total, self.steps_per_epoch, self.micro = run_dir, total, steps_per_epoch, micro
@@ -202,6 +197,8 @@ class _Loop:
         # Drive space is scarce (a ViT-B cI-JEPA checkpoint is ~4 GB): keep at most 2 there.
         self.mirror = (checkpoint.Mirror(cfg.mirror_dir, min(cfg.keep_checkpoints, 2))
                        if cfg.mirror_dir and d.main else None)
+        # Read at log steps every cfg.knn_every_epochs, by rank 0; the others wait at the next collective.
+        self.knn = KNNMonitor(cfg, d.device) if cfg.knn_every_epochs and d.main else None
 
     def run(self, loader, start, stop, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d = self.cfg, self.d

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cijepa_lite.config import get_config
-from cijepa_lite.memory import activation_bytes_per_sample, choose_micro_batch, static_bytes
+from cijepa_lite.memory import activation_bytes_per_sample, choose_micro_batch, parameter_counts, static_bytes
 from cijepa_lite.model import CIJEPA
 
 GiB = 2**30
@@ -12,8 +12,7 @@ CUDA = torch.device("cuda")  # only used as a label: free memory is faked
 def sizes(cfg):
     with torch.device("meta"):
         model = CIJEPA(cfg)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.teacher.parameters())
+    return parameter_counts(model)
 
 
 @pytest.mark.parametrize("rid", ["R-A05-B08", "R-A05-B08-12", "L200"])
