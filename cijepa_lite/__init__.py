@@ -1,3 +1,14 @@
-"""cijepa-lite: a Colab-first reproduction kit for cI-JEPA (constructive I-JEPA)."""
+"""cijepa-lite: a Colab-first reproduction kit for cI-JEPA (constructive I-JEPA).
 
-__version__ = "0.1.0"
+The public surface (SPEC section 9) is importable from here; the modules behind it may move.
+
+    config.py  Config, PRESETS, get_config          method/  the write-up's method, on its own
+    data/      sources, transforms, the cache       engine/  train(), checkpoints, the run directory
+    eval/      probes, kNN, results as data         front:   cli, colab, picker, demo, bench, plots, evaluate
+"""
+from .config import PRESETS, Config, get_config
+from .engine import train
+from .method import CIJEPA, MaskSampler, depth_weights
+
+__version__ = "0.2.0"
+__all__ = ["CIJEPA", "PRESETS", "Config", "MaskSampler", "depth_weights", "get_config", "train"]

@@ -11,24 +11,21 @@ minutes on 2 cores. On a GPU the default is the preset's own ViT-B/16 at batch 2
 """
 from __future__ import annotations
 
-import json
 import statistics
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from . import rng
 from .config import Config, get_config, with_supervision
 from .data import open_source
-from .distributed import Dist
+from .engine import Engine
+from .engine.distributed import Dist
+from .engine.memory import activation_bytes_per_sample, saved_bytes_per_sample
+from .files import write_json
 from .flops import step_flops
-from .masks import MaskSampler
-from .memory import activation_bytes_per_sample, choose_micro_batch, parameter_counts, saved_bytes_per_sample
-from .model import CIJEPA, compile_parts
-from .optim import make_optimizer
+from .method import MaskSampler, compile_parts
 
 # Dense bf16 tensor-core peaks (no sparsity), matched against the device name.
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}
@@ -52,17 +49,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_engine(cfg: Config, d: Dist, run_dir: Path):
-    """A training engine (model, fused AdamW, the step loop) over a schedule of 10,000 steps."""
-    from .train import Interval, _Loop
-
-    model = CIJEPA(cfg).to(d.device)
-    trainable, frozen = parameter_counts(model)
-    micro = choose_micro_batch(cfg, cfg.batch_size, d.device, trainable=trainable, frozen=frozen)
-    loop = _Loop(cfg, d, model, make_optimizer(cfg, model), run_dir, 10_000, 10_000, micro, 0.0, time.time())
-    return loop, Interval.zeros(cfg.num_depths, d.device)
-
-
 def time_steps(cfgs: dict[str, Config], d: Dist, steps: int, warmup: int) -> dict[str, list[float]]:
     """Wall and process-CPU seconds per optimizer step of each config, interleaved; warm-up steps dropped.
 
@@ -71,22 +57,21 @@ def time_steps(cfgs: dict[str, Config], d: Dist, steps: int, warmup: int) -> dic
     first = next(iter(cfgs.values()))  # all variants share batch and image size
     images = torch.randn(first.batch_size, first.in_chans, first.img_size, first.img_size, generator=rng.generator(0))
     times: dict[str, list[float]] = {key: [] for name in cfgs for key in (name, name + ":cpu")}
-    with tempfile.TemporaryDirectory() as tmp:
-        engines = {name: make_engine(cfg, d, Path(tmp)) for name, cfg in cfgs.items()}
-        for step in range(warmup + steps):
-            for name, (loop, acc) in engines.items():
-                _sync(d.device)
-                t0, c0 = time.perf_counter(), time.process_time()
-                loop.step(step, images, acc)
-                _sync(d.device)
-                if step >= warmup:
-                    times[name].append(time.perf_counter() - t0)
-                    times[name + ":cpu"].append(time.process_time() - c0)
-        if d.device.type == "cuda":
-            for name, (loop, acc) in engines.items():
-                torch.cuda.reset_peak_memory_stats(d.device)
-                loop.step(warmup + steps, images, acc)
-                times[name + ":peak_bytes"] = [float(torch.cuda.max_memory_allocated(d.device))]
+    engines = {name: Engine(cfg, d, total_steps=10_000) for name, cfg in cfgs.items()}
+    for step in range(warmup + steps):
+        for name, engine in engines.items():
+            _sync(d.device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            engine.step(step, images)
+            _sync(d.device)
+            if step >= warmup:
+                times[name].append(time.perf_counter() - t0)
+                times[name + ":cpu"].append(time.process_time() - c0)
+    if d.device.type == "cuda":
+        for name, engine in engines.items():
+            torch.cuda.reset_peak_memory_stats(d.device)
+            engine.step(warmup + steps, images)
+            times[name + ":peak_bytes"] = [float(torch.cuda.max_memory_allocated(d.device))]
     return times
 
 
@@ -104,11 +89,9 @@ def mask_sizes(cfg: Config, steps: range) -> tuple[float, float, float]:
 
 
 def pipeline_rate(cfg: Config, source, batches: int, workers: int) -> float:
-    """Images/s of the training input pipeline: the engine's own loader (`train._loader`) with `workers`."""
-    from .train import _loader
-
-    d = Dist(rank=0, world=1, device=torch.device("cpu"))
-    it = iter(_loader(replace(cfg, num_workers=workers), source, d, 0, batches + 1))
+    """Images/s of the training input pipeline: the engine's own loader (`Engine.loader`) with `workers`."""
+    engine = Engine(replace(cfg, num_workers=workers), Dist(rank=0, world=1, device=torch.device("cpu")), batches + 1)
+    it = iter(engine.loader(source, 0, batches + 1))
     next(it)  # worker start-up is not throughput
     t0 = time.perf_counter()
     n = sum(images.shape[0] for images, _ in it)
@@ -196,12 +179,11 @@ def compile_counts(cfg: Config, steps: int, backend: str = "eager") -> dict:
         built.append(step_now)
         return lookup_backend(backend)(gm, example_inputs)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        loop, acc = make_engine(replace(cfg, compile=False), d, Path(tmp))
-        compile_parts(loop.model, backend=counting)
-        images = torch.randn(cfg.batch_size, cfg.in_chans, cfg.img_size, cfg.img_size, generator=rng.generator(0))
-        for step_now in range(steps):
-            loop.step(step_now, images, acc)
+    engine = Engine(replace(cfg, compile=False), d, total_steps=10_000)
+    compile_parts(engine.model, backend=counting)
+    images = torch.randn(cfg.batch_size, cfg.in_chans, cfg.img_size, cfg.img_size, generator=rng.generator(0))
+    for step_now in range(steps):
+        engine.step(step_now, images)
     first = [s for s in built if s == 0]
     return {"run_id": cfg.run_id, "steps": steps, "backend": backend, "graphs": len(built),
             "graphs_at_first_step": len(first), "recompilations": len(built) - len(first), "built_at_steps": built}
@@ -232,8 +214,7 @@ def report(r: dict) -> str:
 
 def _write(result: dict, json_path: str | None) -> None:
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=1))
+        write_json(json_path, result)
 
 
 def main(preset: str, json_path: str | None, **kwargs) -> dict:

@@ -4,12 +4,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .config import PRESETS, get_config, parse_overrides
+from .data.cache import DEFAULT_SHORT_SIDE
+from .data.imagenet100 import HUB_REPO, HUB_REVISION
+from .data.sources import DEFAULT_DATA_DIR
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from .train import train
+    from .engine import train
 
     cfg = _config(args.preset, args.overrides)
     summary = train(cfg, args.out, max_steps=args.steps, allow_config_change=args.allow_config_change,
@@ -28,9 +32,9 @@ def _config(preset: str, overrides: list[str]):
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from .eval.probe import ProbeRecipe
+    from .eval.results import write_result
     from .evaluate import evaluate_run
-    from .probe import ProbeRecipe
-    from .results import write_result
 
     record = evaluate_run(args.run, probe=args.probe, encoder=args.encoder, per_depth=args.per_depth, seed=args.seed,
                           recipe=ProbeRecipe(epochs=args.epochs), num_workers=args.workers,
@@ -43,7 +47,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from .results import load_results, results_table
+    from .eval.results import load_results, results_table
 
     records = load_results(args.results)
     print(results_table(records))
@@ -56,7 +60,8 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench, recompiles_main
+    from .bench import main as bench
+    from .bench import recompiles_main
 
     if args.recompiles:
         recompiles_main(args.preset, args.json, args.recompiles, args.backend, parse_overrides(args.overrides))
@@ -76,6 +81,52 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `data` command's options to `parser`."""
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--hub", action="store_true", help=f"download {HUB_REPO} (parquet) and prepare the cache")
+    what.add_argument("--parquet-dir", type=Path, help="local parquet shards in the Hub layout")
+    what.add_argument("--image-folder", type=Path, help="folder with train/ and val/, one sub-folder per class")
+    what.add_argument("--bench", action="store_true", help="measure raw parquet vs cache images/s per core")
+    parser.add_argument("--out", type=Path, default=None, help=f"cache folder (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--mirror", type=Path, default=None, help="persistent copy, e.g. a Google Drive folder")
+    parser.add_argument("--revision", default=HUB_REVISION, help="Hub commit to download (default: pinned)")
+    parser.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or saved login)")
+    parser.add_argument("--download-dir", type=Path, default=None, help="where --hub puts the shards")
+    parser.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, help="cache images' short side")
+    parser.add_argument("--workers", type=int, default=None, help="preparation processes (default: cores, <= 8)")
+    parser.add_argument("--image-column", default="image", help="parquet column with the encoded images")
+    parser.add_argument("--label-column", default="label", help="parquet column with the labels")
+    parser.add_argument("--bench-images", type=int, default=300, help="synthetic images for --bench")
+
+
+def _data(args: argparse.Namespace) -> int:
+    """Run the `data` command; returns the exit status (1 with a one-line reason on bad input or no network)."""
+    from .data.cache import read_meta
+    from .data.hub import HubUnreachable
+    from .data.prepare import prepare_data
+
+    if args.bench:
+        from .data.bench import bench_data
+
+        bench_data(n_images=args.bench_images, short_side=args.short_side)
+        return 0
+    source = "hub" if args.hub else (args.parquet_dir or args.image_folder)
+    try:
+        out = prepare_data(args.out, source, args.revision, args.token, args.download_dir, args.short_side,
+                           args.workers, args.mirror, args.image_column, args.label_column)
+    except (HubUnreachable, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"data: {e}", file=sys.stderr)
+        return 1
+    meta = read_meta(out)
+    for split, info in meta["splits"].items():
+        print(f"{split}: {info['count']:,} images, {len(info['skipped'])} skipped, {len(meta['classes'])} classes")
+        for bad in info["skipped"]:
+            print(f"  skipped {bad['where']}: {bad['reason']}")
+    print(f"cache ready at {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cijepa_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,12 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields, e.g. all_to_last_weight=0.5")
     p.set_defaults(func=_pretrain)
 
-    from .prepare import add_data_arguments, run_data_command
-
     p = sub.add_parser("data", help="download ImageNet-100 or read local parquet / an image folder, "
                                     "and prepare the fast local cache (or --bench the input pipeline)")
-    add_data_arguments(p)
-    p.set_defaults(func=run_data_command)
+    _data_arguments(p)
+    p.set_defaults(func=_data)
 
     p = sub.add_parser("probe", help="linear-probe the newest valid checkpoint of a run and write its results JSON")
     p.add_argument("--run", required=True, help="run directory written by pretrain")

@@ -77,7 +77,7 @@ def write_smoke_parquet(root: str | Path) -> Path:
     import io
 
     from .data import Digits
-    from .parquet import write_shard
+    from .data.parquet import write_shard
 
     root = Path(root)
     for split, hub_split in (("train", "train"), ("val", "validation")):
@@ -102,8 +102,8 @@ def prepare(smoke: bool, token: str | None = None, short_side: int | None = None
     A finished copy on Drive (storage()) is copied back instead of being prepared again; a newly
     prepared cache is copied to Drive for later sessions. Smoke mode uses locally generated shards.
     """
-    from .cache import DEFAULT_SHORT_SIDE
-    from .prepare import prepare_data
+    from .data import prepare_data
+    from .data.cache import DEFAULT_SHORT_SIDE
 
     local = workdir() / "data"
     if smoke:
@@ -124,24 +124,11 @@ def smoke_config(cfg: Config, data_dir: Path) -> Config:
                               cfg.last_to_last_weight)
 
 
-def pretrain_config(picked: Config, smoke: bool, data_dir: Path, run_dir: Path, mirror_dir: Path) -> Config:
-    """The config a pretraining run uses: the one saved with the run if it exists, else the picked one.
-
-    A run that exists continues with its saved config whatever the widgets say (a difference is
-    printed); paths and the Drive mirror always come from this session.
-    """
-    from .train import config_changes, saved_config
-
-    saved = saved_config(run_dir) or saved_config(mirror_dir)
+def pretrain_config(picked: Config, smoke: bool, data_dir: Path, mirror_dir: Path) -> Config:
+    """The config a notebook asks `train()` for: the picked supervision (on the tiny model in smoke mode),
+    with this session's paths. Resuming follows `train()`'s one policy (engine.rundir.resolve_config)."""
     fresh = smoke_config(picked, data_dir) if smoke else picked
-    runtime = dict(mirror_dir=str(mirror_dir), data_dir=None if smoke else str(data_dir))
-    if saved is None:
-        return replace(fresh, **runtime)
-    changed = config_changes(saved, fresh)
-    if changed:
-        print(f"Resuming {run_dir.name} with its saved config; ignoring these picked values: "
-              + ", ".join(f"{k}={b!r} (saved {a!r})" for k, (a, b) in changed.items()))
-    return replace(saved, **runtime)
+    return replace(fresh, mirror_dir=str(mirror_dir), data_dir=None if smoke else str(data_dir))
 
 
 def describe(cfg: Config) -> str:
@@ -183,7 +170,7 @@ def sample_grid(cache: str | Path, n: int = 16, split: str = "train"):
     """A figure of `n` evenly spaced images of a prepared cache with their class names."""
     from matplotlib.figure import Figure
 
-    from .cache import CacheSource
+    from .data.cache import CacheSource
 
     source = CacheSource(cache, split)
     cols = 8
@@ -202,21 +189,14 @@ def local_run(name: str, smoke: bool, data_dir: Path) -> Path:
 
     In smoke mode a run that does not exist yet is pretrained for a few steps first.
     """
-    from . import checkpoint
     from .config import get_config
-    from .train import train
+    from .engine import RunDir, train
 
-    run_dir, mirror_dir = workdir() / "runs" / name, storage() / "runs" / name
-    if not checkpoint.candidates(run_dir / "checkpoints"):
-        newest = checkpoint.candidates(mirror_dir / "checkpoints")
-        if newest:
-            checkpoint.copy_checkpoint(newest[0], run_dir / "checkpoints", keep=1)
-            for extra in ("config.json", "metrics.jsonl"):
-                if (mirror_dir / extra).exists():
-                    (run_dir / extra).write_bytes((mirror_dir / extra).read_bytes())
-        elif smoke:
-            train(smoke_config(get_config(name if name in PRESETS else "tiny"), data_dir), run_dir, max_steps=4)
-        else:
-            raise FileNotFoundError(f"no checkpoints for run {name!r} in {run_dir} or {mirror_dir}: "
+    run = RunDir(workdir() / "runs" / name, storage() / "runs" / name)
+    if not run.has_checkpoints():
+        if not smoke:
+            raise FileNotFoundError(f"no checkpoints for run {name!r} in {run.path} or {run.mirror}: "
                                     "pretrain it first (02_pretrain notebook)")
-    return run_dir
+        train(smoke_config(get_config(name if name in PRESETS else "tiny"), data_dir), run.path, max_steps=4)
+    run.copy_back_newest()
+    return run.path

@@ -204,6 +204,20 @@ def with_supervision(cfg: Config, run_id: str) -> Config:
     return replace(cfg, run_id=f"{cfg.run_id}/{run_id}", **sup)
 
 
+def config_from_dict(values: dict) -> Config:
+    """A Config from its `to_dict()` form (JSON turns tuples into lists); unknown keys raise naming them."""
+    unknown = sorted(set(values) - set(Config.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"saved config has keys this version does not know: {unknown}")
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def config_changes(old: Config, new: Config) -> dict[str, tuple]:
+    """Fields other than RUNTIME_FIELDS whose value differs: {name: (old, new)}."""
+    a, b = old.to_dict(), new.to_dict()
+    return {k: (a[k], b[k]) for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]}
+
+
 def parse_overrides(items: list[str]) -> dict:
     """Parse command-line `key=value` strings into typed Config overrides."""
     out = {}

@@ -24,15 +24,14 @@ from torch import nn
 
 from .config import Config, get_config, with_supervision
 from .data import open_source
-from .evaluate import load_encoders
-from .features import default_device, prepare_encoder, split_features
-from .knn import knn_top1
-from .logreg import fit_depths
-from .model import CIJEPA
+from .engine import load_encoders, train
+from .eval.features import default_device, prepare_encoder, split_features
+from .eval.knn import knn_top1
+from .eval.logreg import fit_depths
+from .eval.probe import ProbeRecipe, linear_probe
+from .eval.results import RESULTS_DIR, make_result, results_table, write_result
+from .method import CIJEPA
 from .plots import save_figures
-from .probe import ProbeRecipe, linear_probe
-from .results import RESULTS_DIR, make_result, results_table, write_result
-from .train import train
 
 RANDOM_SEEDS = (0, 1, 2)
 MIN_GAIN = 5.0  # points; the bar is max(3 x random-init range, MIN_GAIN)
@@ -91,11 +90,11 @@ def run_demo(out_dir: str | Path = "runs/demo", *, epochs: int | None = None, ba
     summary = {"random": random_reads, "runs": {}}
     for name, cfg in runs.items():
         train(cfg, out_dir / name, progress=progress)  # resumes, or returns at once if already done
-        encoders, _, info = load_encoders(out_dir / name)
+        encoders, ckpt = load_encoders(out_dir / name)
         reads = {w: readout(enc, cfg, splits, device, progress) for w, enc in encoders.items()}
         verdicts = {f"{w}/{p}": judge(reads[w][p], [r[p] for r in random_reads.values()])
                     for w in reads for p in ("logreg", "knn")}
-        summary["runs"][name] = {"run_id": cfg.run_id, "pretrain": info, "readouts": reads, "judged": verdicts}
+        summary["runs"][name] = {"run_id": cfg.run_id, "pretrain": ckpt.info(), "readouts": reads, "judged": verdicts}
         if recipe:
             summary["runs"][name]["recipe"] = _recipe(encoders["teacher"], cfg, splits, device, progress)
     if recipe:

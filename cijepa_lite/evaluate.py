@@ -5,34 +5,14 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
-from .config import Config
 from .data import open_source
-from .logreg import logistic_probe
-from .probe import ProbeRecipe, linear_probe
-from .results import make_result, pretrain_info
-from .train import config_from_dict
-from .vit import VisionTransformer
+from .engine import load_encoders
+from .eval.logreg import logistic_probe
+from .eval.probe import ProbeRecipe, linear_probe
+from .eval.results import make_result
 
 PROBES = ("recipe", "logreg")  # the write-up's AdamW probe; the converged logistic regression
 ENCODERS = ("teacher", "student")
-
-
-def load_encoders(run_dir: str | Path) -> tuple[dict[str, VisionTransformer], Config, dict]:
-    """The teacher and student of a run's newest valid checkpoint, its config and pretrain info."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    state, path = checkpoint.load_latest(run_dir / "checkpoints")
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}: pretrain first "
-                                f"(python -m cijepa_lite pretrain --preset ... --out {run_dir})")
-    cfg = config_from_dict(state["config"])
-    encoders = {}
-    for which in ENCODERS:
-        encoders[which] = VisionTransformer(cfg)
-        encoders[which].load_state_dict(state[which])
-    return encoders, cfg, pretrain_info(state, path)
 
 
 def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "teacher", per_depth: bool = False,
@@ -51,7 +31,8 @@ def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "
         raise ValueError(f"unknown probe {probe!r}; expected one of {PROBES}")
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; expected one of {ENCODERS}")
-    encoders, cfg, info = load_encoders(run_dir)
+    encoders, ckpt = load_encoders(run_dir)
+    cfg = ckpt.config
     last = cfg.depth - 1
     depths = tuple(sorted({*cfg.collected_depths, last})) if per_depth else (last,)
     train, val = (open_source(cfg.dataset, s, cfg.img_size, cfg.data_dir) for s in ("train", "val"))
@@ -64,4 +45,4 @@ def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "
         out = logistic_probe(encoders[encoder], train, val, cfg.img_size, **kw)
         details = {k: out[k] for k in ("C", "converged")}
     described = {"name": probe, "encoder": encoder, "train_top1": out["train_top1"], **details}
-    return make_result(cfg, info, described, out["top1"][f"d{last}"], out["top1"] if per_depth else {})
+    return make_result(cfg, ckpt.info(), described, out["top1"][f"d{last}"], out["top1"] if per_depth else {})

@@ -10,7 +10,7 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 
 from .config import PRESETS, SUPERVISION, Config
-from .loss import depth_weights
+from .method import depth_weights
 
 _SUPERVISION_FIELDS = ("collect_from", "intermediate_rows", "all_to_last_weight", "last_to_last_weight")
 _DEPTH_SETS = {"d1..d_last (write-up default)": 1, "d0..d_last": 0, "d_last only (I-JEPA)": -1}

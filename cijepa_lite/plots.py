@@ -9,8 +9,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .monitors import read_metrics
-from .results import comparable_row, load_results, load_writeup
+from .engine import read_metrics
+from .eval.results import comparable_row, load_results, load_writeup
 
 
 def plot_table(records: list[dict], writeup: list[dict]) -> Figure:
@@ -58,10 +58,7 @@ def plot_curves(run_dir: str | Path) -> Figure:
 
     A panel whose values were not logged (yet) says so instead of plotting.
     """
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory with logged steps?")
-    rows = read_metrics(path)
+    rows = read_metrics(run_dir)
     fig = Figure(figsize=(10, 6), layout="constrained")
     fig.suptitle(Path(run_dir).name, fontsize=10)
     loss, knn, collapse, schedules = fig.subplots(2, 2).flat

@@ -1,10 +1,11 @@
 """The bench's plumbing on the tiny model (timings are never asserted: only the bench command measures)."""
+import json
+
 import torch
 
-from cijepa_lite.bench import time_steps
-from cijepa_lite.cli import build_parser
+from cijepa_lite.bench import main, time_steps
 from cijepa_lite.config import get_config, with_supervision
-from cijepa_lite.distributed import Dist
+from cijepa_lite.engine.distributed import Dist
 
 
 def test_time_steps_interleaves_both_variants():
@@ -15,8 +16,12 @@ def test_time_steps_interleaves_both_variants():
     assert all(t > 0 for v in times.values() for t in v)
 
 
-def test_bench_command_line():
-    args = build_parser().parse_args(["bench", "--preset", "tiny", "--recompiles", "300", "compile=true"])
-    assert args.recompiles == 300 and args.backend == "eager" and args.overrides == ["compile=true"]
-    args = build_parser().parse_args(["bench", "--json", "out.json", "--size", "preset", "--batch", "2"])
-    assert (args.preset, args.size, args.batch, args.json) == ("R-A05-B08", "preset", 2, "out.json")
+def test_bench_runs_both_variants_and_reports_ratios_and_the_pipeline(tmp_path):
+    result = main("tiny", str(tmp_path / "bench.json"), size="preset", batch=8, steps=2, warmup=1, workers=0,
+                  memory=False)
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert written["variants"].keys() == {"ijepa", "cijepa"} and written["batch"] == 8
+    v = written["variants"]
+    assert v["ijepa"]["run_id"] == "tiny/L200" and len(v["cijepa"]["step_s_all"]) == 2
+    assert written["ratios"]["flops"] == v["cijepa"]["gflop_per_image"] / v["ijepa"]["gflop_per_image"] > 1
+    assert written["pipeline"]["images_per_s"] > 0 and result["n_ctx"] > 0

@@ -11,12 +11,12 @@ import pytest
 from torch.utils.data import Subset
 
 from cijepa_lite import evaluate
-from cijepa_lite.cache import read_meta
 from cijepa_lite.cli import main
 from cijepa_lite.colab import write_smoke_parquet
 from cijepa_lite.config import get_config
-from cijepa_lite.data import Digits
-from cijepa_lite.train import train
+from cijepa_lite.data.cache import read_meta
+from cijepa_lite.data.sources import Digits
+from cijepa_lite.engine.train import train
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,12 +86,3 @@ def test_probe_then_table(tmp_path, monkeypatch, capsys):
 def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
         main(["probe", "--run", str(tmp_path)])
-
-
-def test_readme_starts_with_the_demo_and_ci_runs_its_test_command():
-    readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
-    command = ci.split("TEST_COMMAND='")[1].split("'")[0]
-    block = readme.split("```bash\n")[1].split("```")[0].splitlines()
-    assert "python -m cijepa_lite demo" in block[0]
-    assert block[1].startswith(command + " ")

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from cijepa_lite.config import PRESETS, SUPERVISION, Config, get_config, parse_overrides, with_supervision
+from cijepa_lite.config import PRESETS, SUPERVISION, get_config, parse_overrides, with_supervision
 
 TABLE_IDS = ["L200", "L300", "R-U", "R-A05-B05", "R-A08-B08", "R-A05-B08", "R-A05-B08-12", "R-B05", "R-B08",
              "R-A05-B10", "R-A.-B05", "R-A.-B08"]
@@ -88,4 +88,3 @@ def test_config_is_frozen_and_with_supervision_copies_only_supervision():
     assert base.collected_depths == (cfg.depth - 1,) and base.intermediate_rows == 0
     assert base.last_to_last_weight == 1.0 and base.embed_dim == cfg.embed_dim and base.epochs == cfg.epochs
     assert set(SUPERVISION) == set(TABLE_IDS)
-    assert isinstance(cfg, Config)

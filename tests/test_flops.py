@@ -6,8 +6,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from cijepa_lite import rng
 from cijepa_lite.config import get_config, with_supervision
 from cijepa_lite.flops import step_flops
-from cijepa_lite.masks import MaskSampler
-from cijepa_lite.model import CIJEPA
+from cijepa_lite.method.masks import MaskSampler
+from cijepa_lite.method.model import CIJEPA
 
 
 def explicit_attention(model):

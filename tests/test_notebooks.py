@@ -11,8 +11,7 @@ import nbformat
 import psutil
 import pytest
 
-from cijepa_lite import checkpoint
-from cijepa_lite.monitors import read_metrics
+from cijepa_lite.engine import RunDir, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -28,7 +27,7 @@ RUNNER = ("import sys, nbformat, nbclient, jupyter_client; nb = nbformat.read(sy
 def start(folder: Path) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CIJEPA_SMOKE": "1", "CIJEPA_WORKDIR": str(folder / "work"),
-           "CIJEPA_STORAGE": str(folder / "drive"), "OMP_NUM_THREADS": "1"}
+           "CIJEPA_STORAGE": str(folder / "drive"), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-c", RUNNER, str(PRETRAIN), str(PRETRAIN.parent), str(folder / "out.ipynb"),
                              str(folder / "kernel")],
                             env=env,
@@ -48,9 +47,12 @@ def kill_tree(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+def run_dir(folder: Path) -> Path:
+    return folder / "work" / "runs" / "R-A05-B08"
+
+
 def final_state(folder: Path) -> dict:
-    state, _ = checkpoint.load_latest(folder / "work" / "runs" / "R-A05-B08" / "checkpoints")
-    return state
+    return vars(RunDir(run_dir(folder)).latest())
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -66,15 +68,15 @@ def test_notebooks_are_thin_and_committed_without_outputs(path):
 def test_pretrain_notebook_resumes_after_a_kill_with_the_same_final_weights(tmp_path):
     whole = start(tmp_path / "whole")
     cut = start(tmp_path / "cut")
-    metrics = tmp_path / "cut" / "work" / "runs" / "R-A05-B08" / "metrics.jsonl"
+    metrics = RunDir(run_dir(tmp_path / "cut")).metrics_file
     deadline = time.time() + 600
     while time.time() < deadline and cut.poll() is None:
-        if metrics.exists() and len(read_metrics(metrics)) >= 3:
+        if metrics.exists() and len(read_metrics(run_dir(tmp_path / 'cut'))) >= 3:
             kill_tree(cut)
             break
         time.sleep(0.2)
     assert cut.returncode == -signal.SIGKILL, "the notebook finished before it could be killed"
-    killed_at = read_metrics(metrics)[-1]["step"]
+    killed_at = read_metrics(run_dir(tmp_path / 'cut'))[-1]["step"]
     again = start(tmp_path / "cut")
     finish(again)
     finish(whole)
@@ -84,7 +86,7 @@ def test_pretrain_notebook_resumes_after_a_kill_with_the_same_final_weights(tmp_
     assert 0 < started <= killed_at  # Run all again resumed from a checkpoint, not from step 0
     a, b = final_state(tmp_path / "whole"), final_state(tmp_path / "cut")
     assert a["step"] == b["step"] > killed_at > 0
-    resumed = [r for r in read_metrics(metrics)]
+    resumed = read_metrics(run_dir(tmp_path / 'cut'))
     assert [r["step"] for r in resumed] == sorted({r["step"] for r in resumed})  # no duplicated rows
     for part in ("student", "teacher", "predictors"):
         for key, value in a[part].items():

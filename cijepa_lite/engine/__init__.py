@@ -1,0 +1,16 @@
+"""The engine: everything that runs a pretraining and keeps it safe.
+
+train.py       `train(cfg, run_dir)`: run or resume a run; logging, kNN readings, checkpoint cadence, time budget
+engine.py      `Engine`: model, optimizer, micro-batch and the optimizer step of one process; the pretraining loader
+rundir.py      the run directory: layout, checkpoint schema, metrics log, the one resume policy
+checkpoint.py  checkpoint files: atomic writes, sha256 manifests, validated loading
+mirror.py      the background copy of every checkpoint to a second place (Google Drive)
+optim.py       AdamW's parameter groups and the warmup + cosine learning rate
+memory.py      activation memory and the micro-batch choice
+distributed.py torch.distributed set-up for torchrun
+"""
+from .engine import Engine
+from .rundir import Checkpoint, RunDir, load_encoders, read_metrics, resolve_config
+from .train import train
+
+__all__ = ["Checkpoint", "Engine", "RunDir", "load_encoders", "read_metrics", "resolve_config", "train"]

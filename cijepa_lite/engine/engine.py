@@ -1,0 +1,167 @@
+"""The engine of one process: model, optimizer, micro-batch and the optimizer step; the pretraining loader.
+
+`Engine(cfg, dist, total_steps)` is what `train()` drives and what `bench` and the tests build.
+Inside a step nothing waits for the device: a non-finite loss skips the update on the device
+(fused AdamW's found_inf, EMA momentum 1), and the metrics are summed on the device (`Interval`)
+until `read_interval` reads them back once per log step.
+
+Legend: L collected depths, S sampled source rows.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from .. import rng
+from ..config import Config
+from ..data import Augmented, StepBatches, pretrain_transform
+from ..method import CIJEPA, MaskSampler, compile_parts, depth_key, ema_momentum, ema_update, sample_source_depths
+from ..method.objective import weight_rows
+from .distributed import Dist, all_min
+from .memory import choose_micro_batch, parameter_counts
+from .optim import learning_rate, make_optimizer
+
+
+@dataclass
+class Interval:
+    """Device-side sums over the steps since the last log line (read back once per interval)."""
+
+    loss: torch.Tensor  # () sum of finite step losses
+    rows: torch.Tensor  # (L,) sum of weighted row losses per source depth
+    row_count: torch.Tensor  # (L,) how often each depth was a source row
+    targets: torch.Tensor  # (L,) sum over steps of the per-target-depth MSE (mean over rows)
+    finite: torch.Tensor  # () finite steps
+    skipped: torch.Tensor  # () non-finite steps
+
+    @classmethod
+    def zeros(cls, num_depths: int, device: torch.device) -> "Interval":
+        z = lambda *s: torch.zeros(s, device=device)  # noqa: E731
+        return cls(z(), z(num_depths), z(num_depths), z(num_depths), z(), z())
+
+
+def autocast(cfg: Config, device: torch.device):
+    """bf16 autocast on any device when cfg.precision is "bf16"; nothing for "fp32"."""
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device` without a host sync: a blocking copy to CUDA waits for the whole queue."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+class Engine:
+    """Student, teacher, predictors and fused AdamW of one process, for a schedule of `total_steps` steps."""
+
+    def __init__(self, cfg: Config, dist: Dist, total_steps: int):
+        self.cfg, self.dist, self.total_steps = cfg, dist, total_steps
+        self.model = CIJEPA(cfg)
+        trainable, frozen = parameter_counts(self.model)
+        self.micro = choose_micro_batch(cfg, cfg.batch_size // dist.world, dist.device, trainable=trainable,
+                                        frozen=frozen)
+        self.model.to(dist.device)
+        if cfg.compile:
+            compile_parts(self.model)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.masks = MaskSampler(cfg)
+        self.ddp = (DistributedDataParallel(self.model, broadcast_buffers=False, find_unused_parameters=True,
+                                            device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+                    if dist.world > 1 else None)
+        self.interval = Interval.zeros(cfg.num_depths, dist.device)
+        self.consecutive_skips = torch.zeros((), device=dist.device)  # non-finite steps in a row, across intervals
+
+    def load(self, student: dict, teacher: dict, predictors: dict, optimizer: dict) -> None:
+        """Restore the weights and the optimizer's state (e.g. from a rundir.Checkpoint)."""
+        self.model.student.load_state_dict(student)
+        self.model.teacher.load_state_dict(teacher)
+        self.model.predictors.load_state_dict(predictors)
+        self.optimizer.load_state_dict(optimizer)
+
+    def loader(self, source, start: int, stop: int) -> DataLoader:
+        """This rank's share of steps start..stop-1 of `source` under the pretraining augmentation."""
+        cfg, d = self.cfg, self.dist
+        batches = StepBatches(len(source), cfg.batch_size, cfg.seed, start, stop, d.rank, d.world)
+        workers = cfg.num_workers
+        return DataLoader(Augmented(source, pretrain_transform(cfg.img_size, cfg.crop_scale)), batch_sampler=batches,
+                          num_workers=workers, pin_memory=d.device.type == "cuda", persistent_workers=workers > 0,
+                          prefetch_factor=4 if workers > 0 else None, generator=torch.Generator().manual_seed(0))
+
+    def step(self, step: int, images: torch.Tensor) -> torch.Tensor:
+        """One optimizer step (all micro-batches); returns the last micro-batch's pooled teacher features (B, D)."""
+        cfg, d = self.cfg, self.dist
+        share = cfg.batch_size // d.world
+        context, targets = self.masks(cfg.batch_size, rng.generator(cfg.seed, rng.MASKS, step))  # whole global batch
+        rows = slice(d.rank * share, (d.rank + 1) * share)  # this rank's slice, cut to the global shortest [K]
+        context, targets = to_device(context[rows], d.device), to_device(targets[rows], d.device)
+        sources = sample_source_depths(cfg.num_depths, cfg.intermediate_rows, rng.generator(cfg.seed, rng.SOURCES, step))
+        images = images.to(d.device, non_blocking=True)
+        forward = self.ddp or self.model
+        loss_sum = torch.zeros((), device=d.device)
+        mse_sum = torch.zeros(len(sources), cfg.num_depths, device=d.device)  # (S, L)
+        chunks = range(0, share, self.micro)
+        for i, lo in enumerate(chunks):
+            part, frac = slice(lo, lo + self.micro), self.micro / share
+            sync = self.ddp.no_sync() if self.ddp is not None and i < len(chunks) - 1 else nullcontext()
+            with sync:
+                with autocast(cfg, d.device):
+                    loss, stats = forward(images[part], context[part], targets[part], sources)
+                (loss * frac).backward()
+            loss_sum += loss.detach() * frac
+            mse_sum += stats["mse"] * frac
+        self._drop_unsampled_grads(sources)
+        finite = all_min(d, torch.isfinite(loss_sum))  # every rank must take the same decision
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step, self.total_steps)
+        self.optimizer.found_inf = (~finite).float()  # fused AdamW skips the update on the device
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        momentum = torch.where(finite, ema_momentum(cfg, step, self.total_steps), 1.0)  # 1 = teacher untouched
+        ema_update(self.model.teacher, self.model.student, momentum)
+        self._accumulate(finite, loss_sum, mse_sum, sources)
+        return stats["teacher"]
+
+    def _drop_unsampled_grads(self, sources: list[int]) -> None:
+        """Predictors not sampled this step get no update at all (grad None), as in one process."""
+        sampled = {depth_key(self.model.depths[s]) for s in sources}
+        for key, predictor in self.model.predictors.items():
+            if key not in sampled:
+                for p in predictor.parameters():
+                    p.grad = None
+
+    def _accumulate(self, finite: torch.Tensor, loss_sum: torch.Tensor, mse_sum: torch.Tensor,
+                    sources: list[int]) -> None:
+        acc, ok = self.interval, finite.float()
+        weighted = (weight_rows(self.model.weights, sources) * mse_sum).sum(1)  # (S,)
+        acc.loss += torch.nan_to_num(loss_sum) * ok
+        for i, s in enumerate(sources):  # integer indexing: no index tensor copied to the device (a sync)
+            acc.rows[s].add_(torch.nan_to_num(weighted[i]) * ok)
+            acc.row_count[s].add_(ok)
+        acc.targets += torch.nan_to_num(mse_sum.mean(0)) * ok
+        acc.finite += ok
+        acc.skipped += 1 - ok
+        self.consecutive_skips.mul_(1 - ok).add_(1 - ok)
+
+    def read_interval(self) -> dict:
+        """The interval's sums (averaged over ranks) as host numbers, and a fresh interval; one host sync."""
+        cfg, d, acc = self.cfg, self.dist, self.interval
+        sums = torch.cat([acc.loss[None], acc.rows, acc.row_count, acc.targets, acc.finite[None], acc.skipped[None]])
+        if d.world > 1:
+            torch_dist.all_reduce(sums)
+            sums /= d.world
+        L = cfg.num_depths
+        loss, rows, counts, targets, finite, skipped = sums.split([1, L, L, L, 1, 1])
+        finite_n = max(finite.item(), 1.0)
+        names = [depth_key(b) for b in self.model.depths]
+        self.interval = Interval.zeros(L, d.device)
+        return {"loss": loss.item() / finite_n,
+                "rows": {n: r / c for n, r, c in zip(names, rows.tolist(), counts.tolist()) if c > 0},
+                "targets": dict(zip(names, (targets / finite_n).tolist())), "skipped": int(skipped.item()),
+                "consecutive_skips": int(self.consecutive_skips.item())}

@@ -1,0 +1,38 @@
+"""AdamW with I-JEPA's parameter groups, and the warmup + cosine learning-rate schedule (SPEC 5)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import Config
+
+
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and 1-D params [IJ].
+
+    Fused (one kernel for all tensors, CPU and CUDA): it also takes `found_inf` on the device, which
+    lets the engine skip a non-finite step without a host sync.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.peak_lr, betas=cfg.adam_betas, eps=cfg.adam_eps, fused=True)
+
+
+def learning_rate(cfg: Config, step: int, total_steps: int) -> float:
+    """lr at optimizer step `step` (0-based).
+
+    Linear warmup from warmup_start_factor * peak over warmup_fraction of the run [W][IJ], then a
+    half cosine from peak to final_lr at the last step [IJ].
+    """
+    peak = cfg.peak_lr
+    warmup = max(1, round(cfg.warmup_fraction * total_steps))
+    if step < warmup:
+        start = cfg.warmup_start_factor * peak
+        return start + (peak - start) * step / warmup
+    progress = min((step - warmup) / max(total_steps - 1 - warmup, 1), 1.0)
+    return cfg.final_lr + (peak - cfg.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))

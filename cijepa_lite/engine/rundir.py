@@ -1,0 +1,225 @@
+"""The run directory: its layout, the checkpoint's schema, the metrics log and the one resume policy.
+
+    <run>/config.json       the run's resolved config, rewritten at every start (for people and tools)
+    <run>/metrics.jsonl     one JSON row per log step
+    <run>/checkpoints/      step-XXXXXXXX.pt with its .json manifest (checkpoint.py)
+
+A mirror (`cfg.mirror_dir`, e.g. on Google Drive) has the same layout. Every file name of a run and
+every key of a checkpoint is spelled in this module only. A checkpoint is a dict that loads with
+`torch.load(weights_only=True)`: step, config, student, teacher, predictors, optimizer, meta.
+
+The resume policy (`resolve_config`), used by `train()`, the command line and the notebooks alike:
+the checkpoint's config is the truth; a requested config that differs in any field but the runtime
+ones (paths, workers, logging) is refused, naming the fields, unless explicitly allowed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import RUNTIME_FIELDS, Config, config_changes, config_from_dict
+from ..files import copy_atomic, write_json
+from ..method import VisionTransformer
+from . import checkpoint
+from .mirror import Mirror
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+_KEYS = ("step", "config", "student", "teacher", "predictors", "optimizer", "meta")
+_WEIGHTS = ("student", "teacher", "predictors")
+MIRROR_KEEP = 2  # Drive space is scarce (a ViT-B cI-JEPA checkpoint is ~3.3 GB): at most 2 there
+
+
+@dataclass
+class Checkpoint:
+    """A loaded, validated checkpoint."""
+
+    step: int
+    config: Config
+    student: dict[str, torch.Tensor]
+    teacher: dict[str, torch.Tensor]
+    predictors: dict[str, torch.Tensor]
+    optimizer: dict
+    meta: dict  # provenance, epoch, total_steps, wall_time_s
+    path: Path
+
+    def info(self) -> dict:
+        """What the checkpoint says about its pretraining: step, epochs done and planned, device, SHA, wall time."""
+        return {"step": self.step, "total_steps": self.meta.get("total_steps"), "epochs_done": self.meta.get("epoch"),
+                "epochs_planned": self.config.epochs, "wall_time_s": self.meta.get("wall_time_s"),
+                "device": self.meta.get("device"), "git_sha": self.meta.get("git_sha"), "checkpoint": str(self.path)}
+
+
+def _non_finite(state: dict) -> list[str]:
+    return [f"{part}.{k}" for part in _WEIGHTS for k, v in state[part].items()
+            if v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def content_problem(state: object) -> str | None:
+    """None if a loaded checkpoint has the schema's keys and finite weights, else what is wrong."""
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, not a dict"
+    missing = [k for k in _KEYS if k not in state]
+    if missing:
+        return f"lacks keys {missing}"
+    bad = _non_finite(state)
+    return f"non-finite weights in {bad[:3]}" if bad else None
+
+
+class RunDir:
+    """A run directory and, optionally, its mirror."""
+
+    def __init__(self, path: str | Path, mirror: str | Path | None = None):
+        self.path = Path(path)
+        self.mirror = Path(mirror) if mirror else None
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """Where checkpoints may be: here, and in the mirror."""
+        return [self.checkpoint_dir] + ([self.mirror / CHECKPOINT_DIR] if self.mirror else [])
+
+    def has_checkpoints(self) -> bool:
+        return any(checkpoint.candidates(d) for d in self.checkpoint_dirs())
+
+    def latest(self) -> Checkpoint | None:
+        """The newest valid checkpoint here or in the mirror (bad ones are skipped with a warning), or None."""
+        state, path = checkpoint.load_latest(self.checkpoint_dirs(), content_problem)
+        if state is None:
+            return None
+        return Checkpoint(step=int(state["step"]), config=config_from_dict(state["config"]), path=path,
+                          **{k: state[k] for k in ("student", "teacher", "predictors", "optimizer", "meta")})
+
+    def save(self, step: int, cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> Path:
+        """Write the checkpoint of `step` (never one with non-finite weights) and prune to cfg.keep_checkpoints."""
+        state = {"step": step, "config": cfg.to_dict(), "student": model.student.state_dict(),
+                 "teacher": model.teacher.state_dict(), "predictors": model.predictors.state_dict(),
+                 "optimizer": optimizer.state_dict(), "meta": meta}
+        bad = _non_finite(state)
+        if bad:
+            raise ValueError(f"refusing to write a checkpoint at step {step}: non-finite weights in {bad[:3]}")
+        return checkpoint.save(state, self.checkpoint_dir, cfg.keep_checkpoints)
+
+    def write_config(self, cfg: Config) -> None:
+        write_json(self.config_file, cfg.to_dict())
+
+    def open_mirror(self) -> Mirror | None:
+        """The background copier to the mirror (None without one)."""
+        if self.mirror is None:
+            return None
+        return Mirror(self.mirror, self.mirror / CHECKPOINT_DIR, MIRROR_KEEP)
+
+    def mirror_extras(self) -> list[Path]:
+        """The files that travel to the mirror with every checkpoint."""
+        return [self.metrics_file, self.config_file]
+
+    def restore_from_mirror(self, resumed_from: Path | None = None) -> None:
+        """After a lost local disk: bring the mirror's metrics.jsonl and config.json back.
+
+        Args:
+            resumed_from: the checkpoint being resumed; files are restored only when it lies in the mirror
+                (or, with None, whenever the local copies are missing).
+        """
+        if self.mirror is None or (resumed_from is not None and not resumed_from.is_relative_to(self.mirror)):
+            return
+        for name in (METRICS_FILE, CONFIG_FILE):
+            local, mirrored = self.path / name, self.mirror / name
+            if mirrored.exists() and not local.exists():
+                self.path.mkdir(parents=True, exist_ok=True)
+                copy_atomic(mirrored, local)
+
+    def copy_back_newest(self) -> bool:
+        """Copy the mirror's newest checkpoint here when there is none here (a new Colab session); True if one came."""
+        if checkpoint.candidates(self.checkpoint_dir) or self.mirror is None:
+            return False
+        newest = checkpoint.candidates(self.mirror / CHECKPOINT_DIR)
+        if not newest:
+            return False
+        checkpoint.copy_checkpoint(newest[0], self.checkpoint_dir, keep=1)
+        self.restore_from_mirror()
+        return True
+
+    def metrics_log(self, resume_step: int) -> "MetricsLog":
+        return MetricsLog(self.metrics_file, resume_step)
+
+
+def resolve_config(requested: Config, saved: Config | None, allow_change: bool = False) -> Config:
+    """The config a run continues with: the checkpoint's (`saved`), with the runtime fields of `requested`.
+
+    A requested config that differs from the checkpoint's in any other field is refused naming the
+    fields (ValueError), unless `allow_change`, in which case the requested config wins.
+    """
+    if saved is None:
+        return requested
+    changes = config_changes(saved, requested)
+    if changes and not allow_change:
+        listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in changes.items())
+        raise ValueError(f"refusing to resume with a different config ({listed}); "
+                         "pass allow_config_change=True (--allow-config-change) to resume anyway")
+    return requested if changes else replace(saved, **{k: getattr(requested, k) for k in RUNTIME_FIELDS})
+
+
+class MetricsLog:
+    """Append-only JSON lines; on resume, rows past the checkpoint's step are dropped (they get redone)."""
+
+    def __init__(self, path: str | Path, resume_step: int):
+        self.path = Path(path)
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if line.strip() and _step(line) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line from a killed run: drop it
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Rows of a run's metrics.jsonl (a torn last line is ignored); FileNotFoundError naming it if missing."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory with logged steps?")
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def load_encoders(run_dir: str | Path) -> tuple[dict[str, nn.Module], Checkpoint]:
+    """The teacher and student of a run's newest valid checkpoint, and the checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    ckpt = RunDir(run_dir).latest()
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir / CHECKPOINT_DIR}: pretrain first "
+                                f"(python -m cijepa_lite pretrain --preset ... --out {run_dir})")
+    encoders = {}
+    for which, weights in (("teacher", ckpt.teacher), ("student", ckpt.student)):
+        encoders[which] = VisionTransformer(ckpt.config)
+        encoders[which].load_state_dict(weights)
+    return encoders, ckpt

@@ -1,0 +1,89 @@
+"""Predictor pathways P_s and their heads H_{s->t} (SPEC 3).
+
+Legend: B batch, M target blocks, N_ctx context tokens, N_tgt tokens per target block,
+D encoder width, P predictor width, L collected depths.
+
+Each source depth s has its own narrow ViT P_s (never shared). For each target block m it reads
+[context tokens at depth s || mask tokens at block m's positions] and returns the mask-token
+outputs h_{s,m}; the L heads H_{s->t}, one Linear(P -> D) per target depth t, are fused into a
+single Linear(P -> L*D) whose output slice t is exactly head t (tested against separate heads).
+
+The S sampled predictors of a step run as one call (`run_stacked`): their weights are stacked on a
+new leading dim (a differentiable copy, so each predictor keeps its own parameters, state-dict keys
+and gradients) and torch.func.vmap runs one predictor's code over it (tested equal to separate calls).
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from timm.layers import trunc_normal_
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..config import Config
+from .encoder import LayerNorm, gather_tokens, make_blocks, rope_table
+
+
+class Predictor(nn.Module):
+    """P_s with its bank of heads {H_{s->t}}_{t in D}."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.num_depths = cfg.num_depths
+        self.embed = nn.Linear(cfg.embed_dim, cfg.pred_dim)  # [IJ] predictor_embed
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.pred_dim))  # one token for all target positions
+        self.blocks = make_blocks(cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio)
+        self.norm = LayerNorm(cfg.pred_dim)
+        self.heads = nn.Linear(cfg.pred_dim, cfg.num_depths * cfg.embed_dim)  # H_{s->t} for all t, fused
+        head_dim = cfg.pred_dim // cfg.pred_num_heads
+        self.register_buffer("rope", rope_table(cfg.grid, head_dim, cfg.rope_base), persistent=False)
+        trunc_normal_(self.mask_token, std=0.02)  # [IJ]; Linear/LayerNorm init is vit.init_weights
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Predictions of every collected teacher depth on every target block.
+
+        Args:
+            z: (B, N_ctx, D) student context tokens at this source depth.
+            context: (B, N_ctx) their flat patch indices.
+            targets: (B, M, N_tgt) flat patch indices of the target blocks.
+        Returns:
+            (B, M, N_tgt, L, D): entry [..., t, :] is H_{s->t}(h_{s,m}).
+        """
+        B, M, N_tgt = targets.shape
+        N_ctx = context.shape[1]
+        x = self.embed(z).repeat_interleave(M, dim=0)  # (B*M, N_ctx, P): one copy per target block
+        queries = self.mask_token.expand(B * M, N_tgt, -1)  # (B*M, N_tgt, P)
+        x = torch.cat([x, queries.to(x.dtype)], dim=1)  # (B*M, N_ctx + N_tgt, P)
+        pos = torch.cat([context.repeat_interleave(M, dim=0), targets.flatten(0, 1)], dim=1)  # (B*M, N_ctx+N_tgt)
+        rope = gather_tokens(self.rope, pos).unsqueeze(1)  # (B*M, 1, N_ctx+N_tgt, 2*hd)
+        for block in self.blocks:
+            x = block(x, rope=rope)
+        h = self.norm(x[:, N_ctx:])  # (B*M, N_tgt, P): h_{s,m}, mask-token outputs only
+        return self.heads(h).view(B, M, N_tgt, self.num_depths, -1)  # (B, M, N_tgt, L, D)
+
+
+def stack_params(predictors: list[Predictor]) -> dict[str, torch.Tensor]:
+    """Each parameter of the predictors stacked on a new dim 0: name -> (S, *shape); gradients flow back."""
+    names = [name for name, _ in predictors[0].named_parameters()]
+    return {n: torch.stack([p.get_parameter(n) for p in predictors]) for n in names}  # (S, *shape) each
+
+
+def run_stacked(template: Predictor, params: dict[str, torch.Tensor], z: torch.Tensor, context: torch.Tensor,
+                targets: torch.Tensor) -> torch.Tensor:
+    """S predictors with `template`'s architecture and buffers and the weights `params`, in one vmapped call.
+
+    Args:
+        params: from `stack_params`, name -> (S, *shape).
+        z: (S, B, N_ctx, D) the student's context tokens at each source depth.
+        context, targets: (B, N_ctx) and (B, M, N_tgt), shared by the S rows.
+    Returns:
+        (S, B, M, N_tgt, L, D): row i equals predictor i's own forward.
+    """
+    def one(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, p, (x, context, targets))
+
+    with warnings.catch_warnings():
+        # On CPU vmap runs SDPA slice by slice (no batching rule yet), which is what separate calls do anyway.
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        return vmap(one)(params, z)  # (S, B, M, N_tgt, L, D)

@@ -1,0 +1,49 @@
+"""The figures: write-up vs kit per run, top-1 over depth, a run's training curves."""
+import json
+
+import matplotlib
+import pytest
+
+from cijepa_lite.config import get_config
+from cijepa_lite.eval.results import load_writeup, make_result
+from cijepa_lite.plots import plot_curves, plot_depths, plot_table, save_figures
+
+matplotlib.use("Agg")
+
+
+def record(run_id="R-A05-B08", top1=55.5, epochs_done=40.0, **overrides):
+    cfg = get_config(run_id, **overrides)
+    pretrain = {"step": 1234, "total_steps": 98_000, "epochs_done": epochs_done, "epochs_planned": cfg.epochs,
+                "wall_time_s": 3600.0, "device": "NVIDIA A100-SXM4-40GB", "git_sha": "abc", "checkpoint": "x.pt"}
+    return make_result(cfg, pretrain, {"name": "recipe", "encoder": "teacher", "seed": 0}, top1,
+                       {"d10": 50.0, "d11": top1})
+
+
+def test_figures(tmp_path):
+    rec = record()
+    bars = plot_table([rec], load_writeup())
+    assert len(bars.axes[0].patches) == 13  # 12 write-up bars + 1 kit bar
+    lines = plot_depths(rec).axes[0].lines
+    assert list(lines[0].get_xdata()) == [10, 11] and list(lines[0].get_ydata()) == [50.0, 55.5]
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 10, "loss": 0.5, "rows": {"d3": 0.6, "d5": 0.4}, "lr": 1e-4, "momentum": 0.99,
+             "teacher_std": 0.9, "rankme": 40.0},
+            {"step": 20, "loss": 0.4, "rows": {"d3": 0.5, "d5": 0.3}, "lr": 2e-4, "momentum": 0.995,
+             "teacher_std": 0.8, "rankme": 38.0, "knn_top1": 61.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    panels = {ax.get_title(): ax for ax in plot_curves(run).axes if ax.get_title()}
+    assert [ln.get_label() for ln in panels["loss"].lines] == ["loss", "row d3", "row d5"]
+    assert list(panels["loss"].lines[2].get_ydata()) == [0.4, 0.3]
+    assert list(panels["kNN top-1 (%), EMA teacher"].lines[0].get_ydata()) == [61.0]
+    twins = {ax.get_ylabel(): ax for ax in plot_curves(run).axes}
+    assert list(twins["RankMe"].lines[0].get_ydata()) == [40.0, 38.0]
+    assert list(twins["EMA momentum"].lines[0].get_ydata()) == [0.99, 0.995]
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 10, "loss": 0.5}) + "\n")  # a run's first row
+    empty = [ax for ax in plot_curves(run).axes if any(t.get_text() == "not logged yet" for t in ax.texts)]
+    assert [ax.get_title() for ax in empty] == ["kNN top-1 (%), EMA teacher", "collapse monitors", "schedules"]
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        plot_curves(tmp_path)
+    paths = save_figures(tmp_path / "fig", [rec], run_dirs=[run])
+    assert sorted(p.name for p in paths) == ["curves-run.png", "depths-R-A05-B08.png", "table.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
