@@ -45,8 +45,11 @@ class Interval:
 
 
 def autocast(cfg: Config, device: torch.device):
-    """bf16 autocast on any device when cfg.precision is "bf16"; nothing for "fp32"."""
-    if cfg.precision == "bf16":
+    """bf16 autocast on any device that has autocast when cfg.precision is "bf16"; nothing for "fp32".
+
+    The meta device (host-op counts) has no autocast: there a bf16 config runs its ops in fp32.
+    """
+    if cfg.precision == "bf16" and torch.amp.is_autocast_available(device.type):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 

@@ -60,16 +60,17 @@ def choose_micro_batch(cfg: Config, per_device_batch: int, device: torch.device,
     return max(fits)
 
 
-def saved_bytes_per_sample(cfg: Config, device: torch.device | str = "cpu") -> int:
+def saved_bytes_per_sample(cfg: Config, device: torch.device | str = "cpu", batch_predictors: bool = True) -> int:
     """Measured activation bytes of one sample: what autograd saves for backward at batch 2 minus batch 1.
 
     Counts each saved storage once (views share it) and never a parameter; the difference of two
     batch sizes removes per-step constants (bf16 weight copies under autocast, RoPE tables). Runs the
     model's forward under the config's precision, on `device` (a ViT-B forward of 2 images on CPU
-    takes seconds).
+    takes seconds). `batch_predictors=False` runs the S predictors one by one (the loop) instead of vmapped.
     """
     device = torch.device(device)
     model = CIJEPA(cfg).to(device)
+    model.batch_predictors = batch_predictors
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     g = rng.generator(cfg.seed, rng.MASKS, 0)
     context, targets = MaskSampler(cfg)(2, g)

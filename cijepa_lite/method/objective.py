@@ -62,7 +62,8 @@ def teacher_targets(hidden: list[torch.Tensor], depths: tuple[int, ...], targets
     """
     B, M, N_tgt = targets.shape
     flat = targets.flatten(1)  # (B, M*N_tgt)
-    ys = [F.layer_norm(gather_tokens(hidden[d], flat), hidden[d].shape[-1:]) for d in depths]  # L x (B, M*N_tgt, D)
+    # fp32 on every device (CUDA autocast does it; CPU autocast would keep bf16); a no-op on fp32 states.
+    ys = [F.layer_norm(gather_tokens(hidden[d], flat).float(), hidden[d].shape[-1:]) for d in depths]  # L x (B, M*N_tgt, D)
     return torch.stack(ys, dim=2).view(B, M, N_tgt, len(depths), -1)  # (B, M, N_tgt, L, D)
 
 

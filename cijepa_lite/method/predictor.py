@@ -11,6 +11,10 @@ single Linear(P -> L*D) whose output slice t is exactly head t (tested against s
 The S sampled predictors of a step run as one call (`run_stacked`): their weights are stacked on a
 new leading dim (a differentiable copy, so each predictor keeps its own parameters, state-dict keys
 and gradients) and torch.func.vmap runs one predictor's code over it (tested equal to separate calls).
+Under vmap a Linear's bias add escapes autocast (a known PyTorch limitation), which left every
+predictor layer and its attention in fp32; so inside an autocast region the stacked weights are cast
+to the autocast dtype first, exactly as autocast casts them for a single predictor (LayerNorm
+parameters stay fp32, as autocast leaves them).
 """
 from __future__ import annotations
 
@@ -69,6 +73,16 @@ def stack_params(predictors: list[Predictor]) -> dict[str, torch.Tensor]:
     return {n: torch.stack([p.get_parameter(n) for p in predictors]) for n in names}  # (S, *shape) each
 
 
+def autocast_params(template: Predictor, params: dict[str, torch.Tensor], device_type: str) -> dict[str, torch.Tensor]:
+    """`params` with every non-LayerNorm weight in the autocast dtype when autocast is on; else as they are."""
+    if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
+        return params
+    dtype = torch.get_autocast_dtype(device_type)
+    norms = {f"{m_name}.{p_name}" for m_name, m in template.named_modules() if isinstance(m, nn.LayerNorm)
+             for p_name, _ in m.named_parameters()}
+    return {n: p if n in norms else p.to(dtype) for n, p in params.items()}  # (S, *shape) each
+
+
 def run_stacked(template: Predictor, params: dict[str, torch.Tensor], z: torch.Tensor, context: torch.Tensor,
                 targets: torch.Tensor) -> torch.Tensor:
     """S predictors with `template`'s architecture and buffers and the weights `params`, in one vmapped call.
@@ -86,4 +100,4 @@ def run_stacked(template: Predictor, params: dict[str, torch.Tensor], z: torch.T
     with warnings.catch_warnings():
         # On CPU vmap runs SDPA slice by slice (no batching rule yet), which is what separate calls do anyway.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-        return vmap(one)(params, z)  # (S, B, M, N_tgt, L, D)
+        return vmap(one)(autocast_params(template, params, z.device.type), z)  # (S, B, M, N_tgt, L, D)

@@ -71,3 +71,20 @@ def test_batched_predictors_equal_separate_predictors_and_keep_their_own_gradien
         for (name, p), q in zip(model.predictors[k].named_parameters(), twins.predictors[k].parameters()):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-7, msg=f"{k}.{name}")
     assert model.predictors["d2"].embed.weight.grad is None  # the template lends only its code and buffers
+
+
+def test_batched_predictors_under_bf16_autocast_equal_separate_ones_and_output_bf16():
+    """Inside autocast the stacked weights are cast as autocast casts a single predictor's: same dtype, same values."""
+    from cijepa_lite.method.predictor import run_stacked, stack_params
+
+    cfg = get_config("tiny")
+    model = CIJEPA(cfg)
+    keys = ["d1", "d3", "d5"]
+    z, context, targets = inputs(cfg, b=3)
+    zs = torch.stack([z, 2 * z, -z])  # (S, B, N_ctx, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        batched = run_stacked(model.predictors["d2"], stack_params([model.predictors[k] for k in keys]), zs, context,
+                              targets)
+        separate = torch.stack([model.predictors[k](x, context, targets) for k, x in zip(keys, zs)])
+    assert batched.dtype == separate.dtype == torch.bfloat16
+    torch.testing.assert_close(batched.float(), separate.float(), rtol=2e-2, atol=2e-2)
