@@ -68,7 +68,7 @@ class Config:
     # --- run management: never changes the maths, so a resume may change these freely ---
     data_dir: str | None = None  # where the prepared dataset lives (None = the default cache dir)
     micro_batch_size: int | None = None  # per-device forward batch; None = the largest that fits
-    num_workers: int = 8  # data loader processes per device
+    num_workers: int | None = None  # data loader processes per device; None = usable CPUs minus one (at run time)
     log_every: int = 20  # steps between host syncs for metrics.jsonl
     ckpt_minutes: float = 30.0  # wall-clock minutes between checkpoints (one is always written at the end)
     keep_checkpoints: int = 3  # newest K checkpoints are kept
@@ -136,6 +136,8 @@ def _validate(cfg: Config) -> None:
         fail("mask_mode", "must be 'upstream' or 'corrected'")
     if cfg.precision not in ("bf16", "fp32"):
         fail("precision", "must be 'bf16' or 'fp32'")
+    if cfg.num_workers is not None and cfg.num_workers < 0:
+        fail("num_workers", "must be >= 0 or None (auto: the usable CPUs minus one)")
     if cfg.micro_batch_size is not None and cfg.micro_batch_size <= 0:
         fail("micro_batch_size", "must be positive or None")
     if not 0.0 <= cfg.ema_start <= cfg.ema_end <= 1.0:

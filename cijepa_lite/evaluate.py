@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from .data import open_source
+from .data.loading import auto_workers
 from .engine import load_encoders
 from .eval.logreg import logistic_probe
 from .eval.probe import ProbeRecipe, linear_probe
@@ -36,7 +37,7 @@ def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "
     last = cfg.depth - 1
     depths = tuple(sorted({*cfg.collected_depths, last})) if per_depth else (last,)
     train, val = (open_source(cfg.dataset, s, cfg.img_size, cfg.data_dir) for s in ("train", "val"))
-    workers = cfg.num_workers if num_workers is None else num_workers
+    workers = auto_workers(cfg.num_workers if num_workers is None else num_workers)
     kw = dict(depths=depths, device=device, num_workers=workers, progress=progress)
     if probe == "recipe":
         out = linear_probe(encoders[encoder], train, val, cfg.img_size, recipe=recipe, seed=seed, **kw)

@@ -13,7 +13,15 @@ bench.py        images/s per core of raw parquet vs the prepared cache
 """
 from .prepare import prepare_data
 from .sampler import StepBatches
-from .sources import Augmented, Digits, open_source, pretrain_transform, probe_train_transform, probe_val_transform
+from .sources import (
+           Augmented,
+           Digits,
+           normalize,
+           open_source,
+           pretrain_transform,
+           probe_train_transform,
+           probe_val_transform,
+)
 
-__all__ = ["Augmented", "Digits", "StepBatches", "open_source", "prepare_data", "pretrain_transform",
+__all__ = ["Augmented", "Digits", "normalize", "StepBatches", "open_source", "prepare_data", "pretrain_transform",
            "probe_train_transform", "probe_val_transform"]

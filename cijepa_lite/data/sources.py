@@ -33,8 +33,23 @@ DEFAULT_DATA_DIR = Path("~/.cache/cijepa-lite/imagenet100").expanduser()
 # --- transforms -------------------------------------------------------------------------------
 
 def pretrain_transform(img_size: int, crop_scale: tuple[float, float]) -> T.Compose:
-    """[IJ] RandomResizedCrop(img_size, crop_scale) + ImageNet normalisation; no flip, no colour jitter."""
-    return T.Compose([T.RandomResizedCrop(img_size, scale=crop_scale), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    """[IJ] RandomResizedCrop(img_size, crop_scale) as a uint8 (3, H, W) tensor; no flip, no colour jitter.
+
+    ImageNet normalisation happens on the device (`normalize`): workers hand over a quarter of the
+    bytes (shared memory, pinned copies, host-to-device traffic).
+    """
+    return T.Compose([T.RandomResizedCrop(img_size, scale=crop_scale), T.PILToTensor()])
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> ImageNet-normalised float32, on the images' device.
+
+    The same ops in the same order and dtype as ToTensor + Normalize (x / 255, then (x - mean) / std
+    with fp32 mean and std), so the result is bitwise that of the old float pipeline (tested).
+    """
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(-1, 1, 1)  # (3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(-1, 1, 1)  # (3, 1, 1)
+    return images.to(torch.float32).div(255).sub(mean).div(std)  # (B, 3, H, W)
 
 
 def probe_train_transform(img_size: int) -> T.Compose:

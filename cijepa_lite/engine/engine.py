@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from .. import rng
 from ..config import Config
-from ..data import Augmented, StepBatches, pretrain_transform
+from ..data import Augmented, StepBatches, normalize, pretrain_transform
+from ..data.loading import auto_workers, prefetch_factor
 from ..method import CIJEPA, MaskSampler, compile_parts, depth_key, ema_momentum, ema_update, sample_source_depths
 from ..method.objective import weight_rows
 from .distributed import Dist, all_min
@@ -89,16 +90,20 @@ class Engine:
         self.optimizer.load_state_dict(optimizer)
 
     def loader(self, source, start: int, stop: int) -> DataLoader:
-        """This rank's share of steps start..stop-1 of `source` under the pretraining augmentation."""
+        """This rank's share of steps start..stop-1 of `source` under the pretraining augmentation (uint8 batches)."""
         cfg, d = self.cfg, self.dist
         batches = StepBatches(len(source), cfg.batch_size, cfg.seed, start, stop, d.rank, d.world)
-        workers = cfg.num_workers
+        workers = auto_workers(cfg.num_workers, d.world)  # None: resolved here, never written back
+        batch_bytes = cfg.batch_size // d.world * cfg.in_chans * cfg.img_size ** 2  # uint8 images
         return DataLoader(Augmented(source, pretrain_transform(cfg.img_size, cfg.crop_scale)), batch_sampler=batches,
                           num_workers=workers, pin_memory=d.device.type == "cuda", persistent_workers=workers > 0,
-                          prefetch_factor=4 if workers > 0 else None, generator=torch.Generator().manual_seed(0))
+                          prefetch_factor=prefetch_factor(batch_bytes, workers), generator=torch.Generator().manual_seed(0))
 
     def step(self, step: int, images: torch.Tensor) -> torch.Tensor:
-        """One optimizer step (all micro-batches); returns the last micro-batch's pooled teacher features (B, D)."""
+        """One optimizer step (all micro-batches); returns the last micro-batch's pooled teacher features (B, D).
+
+        `images` are the loader's uint8 batch (normalised on the device) or already normalised floats.
+        """
         cfg, d = self.cfg, self.dist
         share = cfg.batch_size // d.world
         context, targets = self.masks(cfg.batch_size, rng.generator(cfg.seed, rng.MASKS, step))  # whole global batch
@@ -106,6 +111,8 @@ class Engine:
         context, targets = to_device(context[rows], d.device), to_device(targets[rows], d.device)
         sources = sample_source_depths(cfg.num_depths, cfg.intermediate_rows, rng.generator(cfg.seed, rng.SOURCES, step))
         images = images.to(d.device, non_blocking=True)
+        if images.dtype == torch.uint8:  # loader batches: normalised here, on the device
+            images = normalize(images)
         forward = self.ddp or self.model
         loss_sum = torch.zeros((), device=d.device)
         mse_sum = torch.zeros(len(sources), cfg.num_depths, device=d.device)  # (S, L)

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Subset
 from .. import rng
 from ..config import Config
 from ..data import open_source
+from ..data.loading import auto_workers
 from .features import split_features
 
 K = 20
@@ -92,6 +93,6 @@ class KNNMonitor:
         last = [len(encoder.blocks) - 1]
         (bank, bank_labels), (queries, query_labels) = split_features(
             encoder, self.splits["train"], self.splits["val"], self.cfg.img_size, last, batch_size=self.batch_size,
-            device=self.device, num_workers=self.cfg.num_workers, progress=False)  # (1, n, D), (n,)
+            device=self.device, num_workers=auto_workers(self.cfg.num_workers), progress=False)  # (1, n, D), (n,)
         return knn_top1(bank[0].to(self.device), bank_labels.to(self.device), queries[0].to(self.device),
                         query_labels.to(self.device), len(self.splits["train"].classes))

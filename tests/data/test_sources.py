@@ -7,6 +7,7 @@ import torch
 from imagekit import convertible, hub_dataset, unreadable
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms as T
 
 from cijepa_lite.data.cache import CacheSource, prepare_cache, read_meta
 from cijepa_lite.data.folder import FolderDataset, FolderSource
@@ -17,6 +18,7 @@ from cijepa_lite.data.sources import (
     IMAGENET_STD,
     Augmented,
     Digits,
+    normalize,
     open_source,
     pretrain_transform,
     probe_train_transform,
@@ -35,7 +37,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-ALL_TRANSFORMS = [lambda: pretrain_transform(224, (0.3, 1.0)), lambda: probe_train_transform(224),
+ALL_TRANSFORMS = [lambda: T.Compose([pretrain_transform(224, (0.3, 1.0)), normalize]), lambda: probe_train_transform(224),
                   lambda: probe_val_transform(224)]
 
 
@@ -55,6 +57,20 @@ def test_transforms_give_float32_3x224x224_normalised_with_imagenet_statistics(m
     assert torch.allclose(out, torch.tensor(expected).view(3, 1, 1).expand(3, 224, 224), atol=1e-5)
 
 
+def test_pretraining_images_are_uint8_and_normalize_is_bitwise_totensor_then_normalize():
+    a = np.random.default_rng(0).integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    img = Image.fromarray(a)
+    crop = pretrain_transform(32, (0.3, 1.0))
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        raw = crop(img)
+        torch.manual_seed(5)
+        old = T.Compose([T.RandomResizedCrop(32, scale=(0.3, 1.0)), T.ToTensor(),
+                         T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(img)  # the float pipeline before issue 13
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 32, 32)
+    assert torch.equal(normalize(raw[None])[0], old)
+
+
 def test_probe_val_is_the_center_crop_of_a_256_resize():
     a = np.random.default_rng(0).integers(0, 256, (256, 300, 3), dtype=np.uint8)  # short side 256: no resize
     out = probe_val_transform(224)(Image.fromarray(a))
@@ -67,7 +83,7 @@ def test_pretraining_never_flips_and_probe_training_does():
     img = halves()
     pre = Augmented([(img, 0)] * 40, pretrain_transform(224, (1.0, 1.0)))  # scale 1 on a square: whole image
     probe = Augmented([(img, 0)] * 40, probe_train_transform(224))
-    flipped = lambda x: x[:, :, :112].mean() > x[:, :, 112:].mean()  # noqa: E731
+    flipped = lambda x: x[:, :, :112].float().mean() > x[:, :, 112:].float().mean()  # noqa: E731
     assert not any(flipped(pre[i, i][0]) for i in range(40))
     assert 5 < sum(flipped(probe[i, i][0]) for i in range(40)) < 35
 

@@ -62,3 +62,22 @@ def test_gradient_accumulation_matches_one_pass(tmp_path):
     for part in ("student", "teacher", "predictors"):
         for key, value in getattr(a, part).items():
             torch.testing.assert_close(value, getattr(b, part)[key], rtol=1e-4, atol=1e-5, msg=f"{part}.{key}")
+
+
+def test_loader_batches_are_uint8_and_the_step_normalises_them_on_the_device_like_the_float_path():
+    """A step on the loader's uint8 batch == a step on the same batch through the old ToTensor + Normalize path."""
+    from torchvision import transforms as T
+
+    from cijepa_lite.data.sources import IMAGENET_MEAN, IMAGENET_STD
+
+    cfg = get_config("tiny", batch_size=8, num_workers=0)
+    cpu = Dist(rank=0, world=1, device=torch.device("cpu"))
+    source = Digits("train", size=cfg.img_size)
+    fresh, old = Engine(cfg, cpu, total_steps=10), Engine(cfg, cpu, total_steps=10)
+    images, _ = next(iter(fresh.loader(source, 0, 1)))
+    assert images.dtype == torch.uint8 and images.shape == (8, 3, cfg.img_size, cfg.img_size)
+    to_float = T.Compose([T.ToPILImage(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    floats = torch.stack([to_float(x) for x in images])  # what the workers used to hand over
+    assert torch.equal(fresh.step(0, images), old.step(0, floats))
+    for p, q in zip(fresh.model.parameters(), old.model.parameters()):
+        assert torch.equal(p, q)
