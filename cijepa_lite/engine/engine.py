@@ -24,6 +24,7 @@ from ..data.loading import auto_workers, prefetch_factor
 from ..method import CIJEPA, MaskSampler, compile_parts, depth_key, ema_momentum, ema_update, sample_source_depths
 from ..method.objective import weight_rows
 from .distributed import Dist, all_min
+from .fit import check_bf16, measured_micro_batch
 from .memory import choose_micro_batch, parameter_counts
 from .optim import learning_rate, make_optimizer
 
@@ -72,6 +73,10 @@ class Engine:
         self.micro = choose_micro_batch(cfg, cfg.batch_size // dist.world, dist.device, trainable=trainable,
                                         frozen=frozen)
         self.model.to(dist.device)
+        check_bf16(cfg, dist.device)
+        if dist.device.type == "cuda" and cfg.micro_batch_size is None:  # the analytic choice is the trial's size
+            self.micro = self._agreed(measured_micro_batch(cfg, self.model, cfg.batch_size // dist.world, self.micro,
+                                                           dist.device))
         if cfg.compile:
             compile_parts(self.model)
         self.optimizer = make_optimizer(cfg, self.model)
@@ -81,6 +86,14 @@ class Engine:
                     if dist.world > 1 else None)
         self.interval = Interval.zeros(cfg.num_depths, dist.device)
         self.consecutive_skips = torch.zeros((), device=dist.device)  # non-finite steps in a row, across intervals
+
+    def _agreed(self, micro: int) -> int:
+        """The smallest micro-batch over ranks: every rank must run as many micro-batches (DDP's no_sync)."""
+        if self.dist.world == 1:
+            return micro
+        t = torch.tensor(float(micro), device=self.dist.device)
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
+        return int(t.item())
 
     def load(self, student: dict, teacher: dict, predictors: dict, optimizer: dict) -> None:
         """Restore the weights and the optimizer's state (e.g. from a rundir.Checkpoint)."""

@@ -18,7 +18,7 @@ from ..config import Config
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)  # [IJ] eps 1e-6
 
 
-def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.ModuleList:
+def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, norm_layer=LayerNorm) -> nn.ModuleList:
     """`depth` pre-LN transformer blocks with RoPE attention, qkv bias, GELU MLP, no layer scale.
 
     timm's EvaBlock with attn_type="rope" is AttentionRope (a plain fused qkv Linear with bias) plus
@@ -26,7 +26,7 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Mo
     """
     return nn.ModuleList(
         EvaBlock(dim, num_heads, qkv_bias=True, mlp_ratio=mlp_ratio, num_prefix_tokens=0,
-                 attn_type="rope", init_values=None, norm_layer=LayerNorm)
+                 attn_type="rope", init_values=None, norm_layer=norm_layer)
         for _ in range(depth)
     )
 

@@ -26,7 +26,13 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..config import Config
-from .encoder import LayerNorm, gather_tokens, make_blocks, rope_table
+from .encoder import gather_tokens, make_blocks, rope_table
+from .norm import LeanLayerNorm
+
+
+def norm(dim: int, **kwargs) -> LeanLayerNorm:
+    """[IJ] LayerNorm eps 1e-6, saving only its input under autocast (kwargs: timm's device/dtype)."""
+    return LeanLayerNorm(dim, eps=1e-6, **kwargs)
 
 
 class Predictor(nn.Module):
@@ -37,8 +43,9 @@ class Predictor(nn.Module):
         self.num_depths = cfg.num_depths
         self.embed = nn.Linear(cfg.embed_dim, cfg.pred_dim)  # [IJ] predictor_embed
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.pred_dim))  # one token for all target positions
-        self.blocks = make_blocks(cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio)
-        self.norm = LayerNorm(cfg.pred_dim)
+        # LeanLayerNorm: under vmap, torch's LayerNorm would save a second activation per norm (see norm.py).
+        self.blocks = make_blocks(cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio, norm_layer=norm)
+        self.norm = norm(cfg.pred_dim)
         self.heads = nn.Linear(cfg.pred_dim, cfg.num_depths * cfg.embed_dim)  # H_{s->t} for all t, fused
         head_dim = cfg.pred_dim // cfg.pred_num_heads
         self.register_buffer("rope", rope_table(cfg.grid, head_dim, cfg.rope_base), persistent=False)
