@@ -20,12 +20,14 @@ import torch
 from . import rng
 from .config import Config, get_config, with_supervision
 from .data import open_source
+from .data.loading import auto_workers
 from .engine import Engine
 from .engine.distributed import Dist
 from .engine.memory import activation_bytes_per_sample, saved_bytes_per_sample
 from .files import write_json
 from .flops import step_flops
 from .method import MaskSampler, compile_parts
+from .timing import time_steps
 
 # Dense bf16 tensor-core peaks (no sparsity), matched against the device name.
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}
@@ -42,37 +44,6 @@ def peak_flops(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_steps(cfgs: dict[str, Config], d: Dist, steps: int, warmup: int) -> dict[str, list[float]]:
-    """Wall and process-CPU seconds per optimizer step of each config, interleaved; warm-up steps dropped.
-
-    On a CPU shared with other jobs the process's CPU time (all its threads) is the steadier measure.
-    """
-    first = next(iter(cfgs.values()))  # all variants share batch and image size
-    images = torch.randn(first.batch_size, first.in_chans, first.img_size, first.img_size, generator=rng.generator(0))
-    times: dict[str, list[float]] = {key: [] for name in cfgs for key in (name, name + ":cpu")}
-    engines = {name: Engine(cfg, d, total_steps=10_000) for name, cfg in cfgs.items()}
-    for step in range(warmup + steps):
-        for name, engine in engines.items():
-            _sync(d.device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            engine.step(step, images)
-            _sync(d.device)
-            if step >= warmup:
-                times[name].append(time.perf_counter() - t0)
-                times[name + ":cpu"].append(time.process_time() - c0)
-    if d.device.type == "cuda":
-        for name, engine in engines.items():
-            torch.cuda.reset_peak_memory_stats(d.device)
-            engine.step(warmup + steps, images)
-            times[name + ":peak_bytes"] = [float(torch.cuda.max_memory_allocated(d.device))]
-    return times
 
 
 def mask_sizes(cfg: Config, steps: range) -> tuple[float, float, float]:
@@ -99,16 +70,18 @@ def pipeline_rate(cfg: Config, source, batches: int, workers: int) -> float:
 
 
 def run_bench(preset: str = "R-A05-B08", *, size: str | None = None, batch: int | None = None, steps: int | None = None,
-              warmup: int | None = None, dataset: str = "digits", workers: int = 2, memory: bool = True,
-              overrides: dict | None = None) -> dict:
-    """Time both variants and gather FLOPs, utilisation, memory and the input pipeline's rate.
+              warmup: int | None = None, dataset: str | None = None, workers: int | None = None, memory: bool = True,
+              backend: str | None = None, overrides: dict | None = None) -> dict:
+    """Time both variants and gather FLOPs, utilisation, memory, compiled graphs and the input pipeline's rate.
 
     Args:
         preset: the cI-JEPA run id; the baseline is L200's supervision at the same size.
         size: "cpu" (ViT-S-sized, fp32) or "preset" (the preset's own); default by device.
         batch, steps, warmup: images per step, timed steps, dropped steps; defaults by device.
-        dataset: the source for the input-pipeline rate (anything `data.open_source` knows).
+        dataset: the source for the input-pipeline rate (default: the config's own, e.g. the prepared
+            ImageNet-100 cache; the digits when it is not there); workers: default the config's num_workers.
         memory: also report ViT-B activation bytes per sample (analytic and measured).
+        backend: torch.compile backend when compile=true (default inductor; "eager" traces alike, cheaply).
         overrides: Config fields applied to both variants (e.g. {"compile": True}).
     """
     d = Dist(rank=0, world=1, device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -119,39 +92,55 @@ def run_bench(preset: str = "R-A05-B08", *, size: str | None = None, batch: int 
     cfg = replace(cfg, batch_size=batch or (8 if on_cpu else 256), log_every=10**9)
     steps, warmup = steps or (5 if on_cpu else 20), warmup if warmup is not None else (2 if on_cpu else 5)
     cfgs = {"ijepa": with_supervision(cfg, "L200"), "cijepa": cfg}
-    times = time_steps(cfgs, d, steps, warmup)
+    times = time_steps(cfgs, d, steps, warmup, backend)
     n_ctx, n_tgt, mask_ms = mask_sizes(cfg, range(warmup, warmup + steps))
-    peak = peak_flops(d.device)
     out = {"device": torch.cuda.get_device_name(d.device) if not on_cpu else "cpu",
            "threads": torch.get_num_threads(), "torch": torch.__version__, "preset": preset, "size": size,
            "batch": cfg.batch_size, "steps": steps, "warmup": warmup, "precision": cfg.precision,
-           "compile": cfg.compile, "n_ctx": n_ctx, "n_tgt": n_tgt, "mask_ms_per_step": mask_ms, "variants": {}}
-    for name, c in cfgs.items():
-        step_s = statistics.median(times[name])
-        flops = step_flops(c, n_ctx, n_tgt)
-        out["variants"][name] = {
-            "run_id": c.run_id, "step_s": step_s, "step_s_all": times[name],
-            "step_cpu_s": statistics.median(times[name + ":cpu"]), "step_cpu_s_all": times[name + ":cpu"],
-            "images_per_s": c.batch_size / step_s, "gflop_per_image": flops["train"] / 1e9,
-            "gflop_by_part": {k: v / 1e9 for k, v in flops.items() if k != "train"},
-            "tflop_per_s": flops["train"] * c.batch_size / step_s / 1e12,
-            "utilisation": flops["train"] * c.batch_size / step_s / peak if peak else None,
-            "peak_memory_bytes": times.get(name + ":peak_bytes", [None])[0],
-        }
+           "compile": cfg.compile, "backend": (backend or "inductor") if cfg.compile else None,
+           "n_ctx": n_ctx, "n_tgt": n_tgt, "mask_ms_per_step": mask_ms,
+           "variants": {name: variant(c, times[name], n_ctx, n_tgt, peak_flops(d.device)) for name, c in cfgs.items()}}
     v = out["variants"]
     flop_ratio = v["cijepa"]["gflop_per_image"] / v["ijepa"]["gflop_per_image"]
     time_ratio = v["cijepa"]["step_s"] / v["ijepa"]["step_s"]
-    pairwise = statistics.median(b / a for a, b in zip(times["ijepa"], times["cijepa"]))
+    pairwise = statistics.median(b / a for a, b in zip(times["ijepa"]["wall"], times["cijepa"]["wall"]))
     cpu_ratio = v["cijepa"]["step_cpu_s"] / v["ijepa"]["step_cpu_s"]
     out["ratios"] = {"step_time": time_ratio, "flops": flop_ratio, "time_over_flops": time_ratio / flop_ratio,
                      "step_time_pairwise_median": pairwise, "step_cpu_time": cpu_ratio,
-                     "cpu_time_over_flops": cpu_ratio / flop_ratio}
-    source = open_source(dataset, "train", cfg.img_size)
-    out["pipeline"] = {"dataset": dataset, "workers": workers,
-                       "images_per_s": pipeline_rate(cfg, source, batches=max(4, 64 // cfg.batch_size), workers=workers)}
+                     "cpu_time_over_flops": cpu_ratio / flop_ratio,
+                     "device_time": v["cijepa"]["device_s"] / v["ijepa"]["device_s"]}
+    out["pipeline"] = pipeline(cfg, dataset, workers)
     if memory:
         out["memory_vit_b"] = vit_b_memory(preset, d.device)
     return out
+
+
+def variant(c: Config, t: dict, n_ctx: float, n_tgt: float, peak: float | None) -> dict:
+    """One variant's record: medians of wall, CPU, host-issue and device time, throughput, FLOPs, memory, graphs."""
+    step_s = statistics.median(t["wall"])
+    flops = step_flops(c, n_ctx, n_tgt)
+    return {"run_id": c.run_id, "step_s": step_s, "step_s_all": t["wall"],
+            "step_cpu_s": statistics.median(t["cpu"]), "step_cpu_s_all": t["cpu"],
+            "host_s": statistics.median(t["host"]), "device_s": statistics.median(t["device"]),
+            "device_s_all": t["device"], "images_per_s": c.batch_size / step_s,
+            "gflop_per_image": flops["train"] / 1e9, "gflop_by_part": {k: v / 1e9 for k, v in flops.items() if k != "train"},
+            "tflop_per_s": flops["train"] * c.batch_size / step_s / 1e12,
+            "utilisation": flops["train"] * c.batch_size / step_s / peak if peak else None,
+            "peak_memory_bytes": t["peak_bytes"], "graphs": t["graphs"], "graphs_while_timed": t["graphs_while_timed"]}
+
+
+def pipeline(cfg: Config, dataset: str | None, workers: int | None) -> dict:
+    """The input pipeline's images/s on `dataset` (default the config's, else the digits) with the config's workers."""
+    workers = auto_workers(cfg.num_workers if workers is None else workers)
+    name, note = dataset or cfg.dataset, None
+    try:
+        source = open_source(name, "train", cfg.img_size, cfg.data_dir)
+    except (FileNotFoundError, ValueError) as e:
+        if dataset is not None:  # asked for by name: its absence is an error
+            raise
+        name, note, source = "digits", f"{cfg.dataset} not available ({e})", open_source("digits", "train", cfg.img_size)
+    rate = pipeline_rate(cfg, source, batches=max(4, 64 // cfg.batch_size), workers=workers)
+    return {"dataset": name, "workers": workers, "images_per_s": rate, "note": note}
 
 
 def vit_b_memory(preset: str, device: torch.device) -> dict:
@@ -192,12 +181,14 @@ def compile_counts(cfg: Config, steps: int, backend: str = "eager") -> dict:
 def report(r: dict) -> str:
     """The human-readable summary of a `run_bench` result."""
     lines = [f"device {r['device']} ({r['threads']} threads), torch {r['torch']}, size {r['size']}, batch {r['batch']}, "
-             f"{r['precision']}, compile {r['compile']}, median of {r['steps']} steps after {r['warmup']}",
+             f"{r['precision']}, compile {r['compile']} ({r['backend']}), median of {r['steps']} steps after {r['warmup']}",
              f"masks: N_ctx {r['n_ctx']:.1f}, N_tgt {r['n_tgt']:.1f}, sampling {r['mask_ms_per_step']:.1f} ms/step"]
     for name, v in r["variants"].items():
         util = f", utilisation {100 * v['utilisation']:.1f}%" if v["utilisation"] is not None else ""
         mem = f", peak {v['peak_memory_bytes'] / 2**30:.2f} GiB" if v["peak_memory_bytes"] else ""
-        lines.append(f"{name:7s} {v['run_id']:>22s}: {v['step_s']:.3f} s/step (CPU {v['step_cpu_s']:.3f} s), "
+        graphs = f", {v['graphs']} graphs ({v['graphs_while_timed']} while timed)" if r["compile"] else ""
+        lines.append(f"{name:7s} {v['run_id']:>22s}: {v['step_s']:.3f} s/step wall, {v['device_s']:.3f} device, "
+                     f"{v['host_s']:.3f} host to issue (CPU {v['step_cpu_s']:.3f} s){graphs}, "
                      f"{v['images_per_s']:.1f} img/s, "
                      f"{v['gflop_per_image']:.2f} GFLOP/img, {v['tflop_per_s']:.3f} TFLOP/s{util}{mem}")
     q = r["ratios"]
@@ -205,7 +196,8 @@ def report(r: dict) -> str:
                  f"process CPU time {q['step_cpu_time']:.3f}x), FLOPs {q['flops']:.3f}x; time/FLOP ratio "
                  f"{q['time_over_flops']:.3f}, CPU-time/FLOP ratio {q['cpu_time_over_flops']:.3f} (target <= 1.1)")
     p = r["pipeline"]
-    lines.append(f"input pipeline ({p['dataset']}, {p['workers']} workers): {p['images_per_s']:.0f} img/s")
+    note = f" [{p['note']}]" if p["note"] else ""
+    lines.append(f"input pipeline ({p['dataset']}, {p['workers']} workers): {p['images_per_s']:.0f} img/s{note}")
     for name, m in r.get("memory_vit_b", {}).items():
         lines.append(f"ViT-B {name} activations/sample: analytic {m['analytic'] / 2**20:.0f} MiB, "
                      f"measured saved tensors {m['saved_tensors'] / 2**20:.0f} MiB")

@@ -64,10 +64,10 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import recompiles_main
 
     if args.recompiles:
-        recompiles_main(args.preset, args.json, args.recompiles, args.backend, parse_overrides(args.overrides))
+        recompiles_main(args.preset, args.json, args.recompiles, args.backend or "eager", parse_overrides(args.overrides))
         return 0
     bench(args.preset, args.json, size=args.size, batch=args.batch, steps=args.steps, warmup=args.warmup,
-          dataset=args.dataset, workers=args.workers, memory=not args.no_memory,
+          dataset=args.dataset, workers=args.workers, memory=not args.no_memory, backend=args.backend,
           overrides=parse_overrides(args.overrides))
     return 0
 
@@ -173,11 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", type=int, default=None, help="images per step (default 8 on CPU, 256 on GPU)")
     b.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 5 on CPU, 20 on GPU)")
     b.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 on CPU, 5 on GPU)")
-    b.add_argument("--dataset", default="digits", help="source for the input-pipeline rate (data.open_source)")
-    b.add_argument("--workers", type=int, default=2, help="data-loader workers for the input-pipeline rate")
+    b.add_argument("--dataset", default=None,
+                   help="source for the input-pipeline rate (default: the preset's, e.g. the prepared cache; else digits)")
+    b.add_argument("--workers", type=int, default=None, help="loader workers for the pipeline rate (default: num_workers)")
     b.add_argument("--recompiles", type=int, default=0, metavar="N",
                    help="instead: count torch.compile graphs over N steps of the preset as is (e.g. tiny)")
-    b.add_argument("--backend", default="eager", help="compile backend for --recompiles (eager, aot_eager, inductor)")
+    b.add_argument("--backend", default=None, help="compile backend with compile=true (default inductor) or for "
+                                                   "--recompiles (default eager); eager/aot_eager trace alike, cheaply")
     b.add_argument("--no-memory", action="store_true", help="skip the ViT-B activation-memory measurement")
     b.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields for both variants, e.g. compile=true")
     b.set_defaults(func=_bench)

@@ -12,8 +12,10 @@ def test_time_steps_interleaves_both_variants():
     cfg = get_config("tiny", batch_size=4)
     cfgs = {"ijepa": with_supervision(cfg, "L200"), "cijepa": cfg}
     times = time_steps(cfgs, Dist(0, 1, torch.device("cpu")), steps=2, warmup=1)
-    assert {k: len(v) for k, v in times.items()} == {"ijepa": 2, "ijepa:cpu": 2, "cijepa": 2, "cijepa:cpu": 2}
-    assert all(t > 0 for v in times.values() for t in v)
+    for t in times.values():
+        assert {k: len(t[k]) for k in ("wall", "cpu", "host", "device")} == {"wall": 2, "cpu": 2, "host": 2, "device": 2}
+        assert all(x > 0 for k in ("wall", "cpu", "host") for x in t[k])
+        assert t["device"] == t["host"] and t["graphs"] == 0 and t["peak_bytes"] is None  # CPU: device = host
 
 
 def test_bench_runs_both_variants_and_reports_ratios_and_the_pipeline(tmp_path):
@@ -25,3 +27,18 @@ def test_bench_runs_both_variants_and_reports_ratios_and_the_pipeline(tmp_path):
     assert v["ijepa"]["run_id"] == "tiny/L200" and len(v["cijepa"]["step_s_all"]) == 2
     assert written["ratios"]["flops"] == v["cijepa"]["gflop_per_image"] / v["ijepa"]["gflop_per_image"] > 1
     assert written["pipeline"]["images_per_s"] > 0 and result["n_ctx"] > 0
+
+
+def test_bench_compiles_when_asked_counts_graphs_and_records_wall_and_device_time(tmp_path, capsys):
+    """`bench --preset tiny compile=true` (Dynamo's eager backend: it traces as inductor does, cheaply)."""
+    from cijepa_lite.cli import main as cli
+
+    path = tmp_path / "bench.json"
+    assert cli(["bench", "--preset", "tiny", "--size", "preset", "--batch", "8", "--steps", "1", "--warmup", "1",
+                "--workers", "0", "--no-memory", "--backend", "eager", "--json", str(path), "compile=true"]) == 0
+    written = json.loads(path.read_text())
+    assert written["compile"] is True and written["backend"] == "eager"
+    for v in written["variants"].values():
+        assert v["graphs"] > 0 and v["graphs_while_timed"] == 0
+        assert v["step_s"] > 0 and v["device_s"] > 0 and v["host_s"] > 0
+    assert "graphs (0 while timed)" in capsys.readouterr().out
