@@ -72,6 +72,12 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(args: argparse.Namespace) -> int:
+    from .preflight import main as preflight
+
+    return preflight(args.preset, args.json, args.quick)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import format_summary, run_demo
 
@@ -183,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-memory", action="store_true", help="skip the ViT-B activation-memory measurement")
     b.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields for both variants, e.g. compile=true")
     b.set_defaults(func=_bench)
+
+    p = sub.add_parser("preflight", help="check the GPU path in minutes (dtypes, syncs, memory, speed, compile, "
+                                         "input pipeline, checkpoints) and print a PASS/FAIL table")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default R-A05-B08 on CUDA, tiny on CPU")
+    p.add_argument("--json", default=None, help="write every check's record to this JSON file")
+    p.add_argument("--quick", action="store_true", help="the short form before training (no compile check, fewer steps)")
+    p.set_defaults(func=_preflight)
 
     p = sub.add_parser("demo", help="pretrain the tiny preset on embedded digits (CPU, minutes) and show it learned")
     p.add_argument("--out", default="runs/demo", help="directory for the demo's runs (rerunning reuses them)")
