@@ -224,3 +224,17 @@ def recompiles_main(preset: str, json_path: str | None, steps: int, backend: str
           f"{result['graphs_at_first_step']} at the first step, {result['recompilations']} recompilations after it")
     _write(result, json_path)
     return result
+
+
+def ops_main(preset: str, json_path: str | None, micro: int, overrides: dict) -> dict:
+    """Count the host ops (non-view ATen ops, meta device) of one optimizer step of the preset, print and write them."""
+    from .engine.dispatch import step_op_count
+
+    cfg = get_config(preset, **{"micro_batch_size": micro, **overrides})
+    counts = step_op_count(cfg)
+    result = {"run_id": cfg.run_id, "batch": cfg.batch_size, "micro_batch": micro, "ops": sum(counts.values()),
+              "by_op": dict(counts.most_common())}
+    print(f"{cfg.run_id}: {result['ops']} non-view ATen ops per optimizer step at {micro} x {cfg.batch_size // micro} "
+          f"(meta device: no autocast casts, SDPA as its math decomposition)")
+    _write(result, json_path)
+    return result

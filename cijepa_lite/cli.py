@@ -63,6 +63,11 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench
     from .bench import recompiles_main
 
+    if args.ops:
+        from .bench import ops_main
+
+        ops_main(args.preset, args.json, args.ops, parse_overrides(args.overrides))
+        return 0
     if args.recompiles:
         recompiles_main(args.preset, args.json, args.recompiles, args.backend or "eager", parse_overrides(args.overrides))
         return 0
@@ -184,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=None, help="loader workers for the pipeline rate (default: num_workers)")
     b.add_argument("--recompiles", type=int, default=0, metavar="N",
                    help="instead: count torch.compile graphs over N steps of the preset as is (e.g. tiny)")
+    b.add_argument("--ops", type=int, default=0, metavar="MICRO",
+                   help="instead: count the host ops of one optimizer step at micro-batch MICRO (meta device)")
     b.add_argument("--backend", default=None, help="compile backend with compile=true (default inductor) or for "
                                                    "--recompiles (default eager); eager/aot_eager trace alike, cheaply")
     b.add_argument("--no-memory", action="store_true", help="skip the ViT-B activation-memory measurement")

@@ -42,3 +42,14 @@ def test_bench_compiles_when_asked_counts_graphs_and_records_wall_and_device_tim
         assert v["graphs"] > 0 and v["graphs_while_timed"] == 0
         assert v["step_s"] > 0 and v["device_s"] > 0 and v["host_s"] > 0
     assert "graphs (0 while timed)" in capsys.readouterr().out
+
+
+def test_bench_ops_counts_host_ops_per_step_and_fewer_with_larger_micro_batches(tmp_path):
+    from cijepa_lite.cli import main as cli
+
+    counts = {}
+    for micro in (4, 8):
+        path = tmp_path / f"ops{micro}.json"
+        assert cli(["bench", "--preset", "tiny", "--ops", str(micro), "--json", str(path), "batch_size=8"]) == 0
+        counts[micro] = json.loads(path.read_text())["ops"]
+    assert counts[4] > counts[8] > 0  # every micro-batch repeats the forward and backward

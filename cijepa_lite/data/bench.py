@@ -1,4 +1,5 @@
-"""Data benchmark: images/s per core of raw parquet vs the prepared cache, both + pretraining augmentation.
+"""Data benchmark: images/s per core of raw parquet vs the prepared cache, both + pretraining augmentation
+(the crop to a uint8 tensor, as the loader workers do; normalisation happens on the device).
 
 There is no ImageNet on a test machine, so the benchmark writes ImageNet-like JPEGs: mostly 500x375 and
 375x500 with some larger and smaller ones, quality 90, with 1/f-like luminance texture, colour casts and
@@ -107,7 +108,7 @@ def bench_data(n_images: int = 300, short_side: int = DEFAULT_SHORT_SIDE, img_si
             torch.set_num_threads(threads)
     rows = {name: rounds * n_images / s for name, s in seconds.items()}
     ratio = rows["prepared cache, random order"] / rows["raw parquet, sequential"]
-    print(f"{'source + RandomResizedCrop(224, scale 0.3-1) + normalise':<58} {'images/s per core':>17}")
+    print(f"{'source + RandomResizedCrop(224, scale 0.3-1) -> uint8':<58} {'images/s per core':>17}")
     for name, rate in rows.items():
         print(f"{name:<58} {rate:>17.1f}")
     print(f"cache / raw (sequential) per core: {ratio:.2f}x; preparation {prepare_rate:.1f} img/s/core; "
