@@ -10,6 +10,7 @@ in the Hub layout (parquet.py) or an image folder (folder.py); prepare.py makes 
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,16 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     The same ops in the same order and dtype as ToTensor + Normalize (x / 255, then (x - mean) / std
     with fp32 mean and std), so the result is bitwise that of the old float pipeline (tested).
     """
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(-1, 1, 1)  # (3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(-1, 1, 1)  # (3, 1, 1)
+    mean, std = _statistics(images.device)
     return images.to(torch.float32).div(255).sub(mean).div(std)  # (B, 3, H, W)
+
+
+@functools.lru_cache(maxsize=None)
+def _statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std as fp32 (3, 1, 1) on `device`, copied there once: a copy per step would be a host sync."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(-1, 1, 1).to(device)  # (3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(-1, 1, 1).to(device)  # (3, 1, 1)
+    return mean, std
 
 
 def probe_train_transform(img_size: int) -> T.Compose:

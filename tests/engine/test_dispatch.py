@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cijepa_lite.config import get_config
@@ -39,3 +40,15 @@ def test_op_count_of_a_step_on_the_meta_device_is_deterministic():
     first, second = step_op_count(cfg), step_op_count(cfg)
     assert first == second and sum(first.values()) > 100
     assert first["_fused_adamw_"] == 2  # one fused kernel per parameter group
+
+
+@pytest.mark.gpu
+def test_on_cuda_every_matmul_and_attention_of_a_cijepa_step_runs_in_bf16():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    cfg = get_config("tiny", precision="bf16", batch_size=8)
+    engine = Engine(cfg, Dist(rank=0, world=1, device=torch.device("cuda")), total_steps=100)
+    images = torch.randint(0, 256, (8, 3, cfg.img_size, cfg.img_size), dtype=torch.uint8)  # as the loader gives
+    audit = audit_dtypes(lambda: engine.step(0, images), cfg.embed_dim)
+    assert any(op.startswith("_scaled_dot_product") for op, _ in audit.low)
+    assert audit.offenders() == []
