@@ -6,7 +6,7 @@ Under torch.func.vmap a LayerNorm whose weights differ per predictor row is spli
 rule into a plain normalisation and a batched `y * w + b`, which saves the normalised `y` for the
 weight's gradient on top of what the normalisation saves: the stacked predictors kept more
 activations than the same predictors run one by one. `AffineLayerNorm` saves the input alone and
-recomputes `y` in backward; `torch.autograd.Function.vmap` comes from `generate_vmap_rule`.
+recomputes the statistics in backward (torch's LayerNorm kernels forward and back); `torch.autograd.Function.vmap` comes from `generate_vmap_rule`.
 It is used under autocast only, so the fp32 path (the CPU demo) keeps torch's own kernel, bit for bit.
 """
 from __future__ import annotations
@@ -14,14 +14,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def _normalised(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x - mean) * rstd over the last dim in fp32, and rstd (..., 1)."""
-    xf = x.float()
-    mean = xf.mean(-1, keepdim=True)  # (..., 1)
-    rstd = torch.rsqrt(xf.var(-1, unbiased=False, keepdim=True) + eps)  # (..., 1)
-    return (xf - mean) * rstd, rstd
 
 
 class AffineLayerNorm(torch.autograd.Function):
@@ -42,12 +34,10 @@ class AffineLayerNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight, bias = ctx.saved_tensors
-        y, rstd = _normalised(x, ctx.eps)  # (..., P), (..., 1)
-        g = grad.float()
-        dims = tuple(range(g.dim() - 1))
-        d_weight, d_bias = (g * y).sum(dims), g.sum(dims)  # (P,), (P,)
-        gy = g * weight.float()  # (..., P)
-        dx = rstd * (gy - gy.mean(-1, keepdim=True) - y * (gy * y).mean(-1, keepdim=True))  # (..., P)
+        xf, shape = x.float(), x.shape[-1:]
+        _, mean, rstd = torch.ops.aten.native_layer_norm(xf, shape, None, None, ctx.eps)  # (..., 1) each, recomputed
+        dx, d_weight, d_bias = torch.ops.aten.native_layer_norm_backward(
+            grad.float(), xf, shape, mean, rstd, weight.float(), bias.float(), [True, True, True])  # torch's own kernel
         return dx.to(x.dtype), d_weight.to(weight.dtype), d_bias.to(bias.dtype), None
 
 

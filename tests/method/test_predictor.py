@@ -88,3 +88,19 @@ def test_batched_predictors_under_bf16_autocast_equal_separate_ones_and_output_b
         separate = torch.stack([model.predictors[k](x, context, targets) for k, x in zip(keys, zs)])
     assert batched.dtype == separate.dtype == torch.bfloat16
     torch.testing.assert_close(batched.float(), separate.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_lean_layer_norm_under_vmap_equals_torch_layer_norm_forward_and_backward():
+    """AffineLayerNorm (saves only its input) == F.layer_norm per row, values and all three gradients."""
+    from torch.func import vmap
+
+    from cijepa_lite.method.norm import AffineLayerNorm
+
+    g = torch.Generator().manual_seed(0)
+    xs, ws, bs = (torch.randn(*s, generator=g, requires_grad=True) for s in [(3, 5, 16), (3, 16), (3, 16)])
+    out = vmap(lambda x, w, b: AffineLayerNorm.apply(x, w, b, 1e-6))(xs, ws, bs)  # (3, 5, 16)
+    ref = torch.stack([nn.functional.layer_norm(xs[i], (16,), ws[i], bs[i], 1e-6) for i in range(3)])
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn(out.shape, generator=g)
+    for a, b in zip(torch.autograd.grad(out, (xs, ws, bs), grad), torch.autograd.grad(ref, (xs, ws, bs), grad)):
+        torch.testing.assert_close(a, b)
