@@ -9,6 +9,7 @@ imagenet100.py  ImageNet-100's facts: Hub repo and pinned revision, counts, CMC 
 hub.py          downloading the shards from the Hub and checking them
 prepare.py      `prepare_data`: download / read, convert, mirror to Drive
 sampler.py      the data order: step -> this rank's slice of the global batch, a seed per sample
+loading.py      loader workers from the usable CPUs, prefetch sized to /dev/shm
 bench.py        images/s per core of raw parquet vs the prepared cache
 """
 from .prepare import prepare_data

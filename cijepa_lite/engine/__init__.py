@@ -7,6 +7,8 @@ checkpoint.py  checkpoint files: atomic writes, sha256 manifests, validated load
 mirror.py      the background copy of every checkpoint to a second place (Google Drive)
 optim.py       AdamW's parameter groups and the warmup + cosine learning rate
 memory.py      activation memory and the micro-batch choice
+fit.py         what this GPU runs: native bf16 or a warning, the micro-batch from a measured trial
+dispatch.py    what a step dispatches: the dtype audit and the host-op count (meta device)
 distributed.py torch.distributed set-up for torchrun
 """
 from .engine import Engine

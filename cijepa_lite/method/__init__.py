@@ -2,6 +2,7 @@
 
 encoder.py    the ViT (student and EMA teacher): timm blocks, 2-D RoPE, no final norm, every depth's state
 predictor.py  one narrow predictor P_s per source depth, with its fused heads H_{s->t}
+norm.py       the predictors' LayerNorm, saving only its input under autocast (also vmapped)
 masks.py      I-JEPA multi-block masks (upstream-faithful or corrected)
 objective.py  the row weights w[s, t], the sampled source rows, layer-normed teacher targets, the loss
 ema.py        the EMA teacher update and its momentum schedule
