@@ -81,6 +81,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Run the `export` command; returns the exit status (1 with a one-line reason on bad input)."""
+    from .export import export_encoder, push_to_hub
+
+    try:
+        out = export_encoder(args.run, args.out, args.which, args.results)
+        print(f"wrote {out} (model.safetensors, encoder.json, README.md)")
+        if args.push_to_hub:
+            print(f"uploaded to {push_to_hub(out, args.push_to_hub, private=args.private)}")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `data` command's options to `parser`."""
     what = parser.add_mutually_exclusive_group(required=True)
@@ -190,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None, help="results directory (default ./results; JSONs go to its runs/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("export", help="write a run's encoder as safetensors + config + model card (load_encoder reads it)")
+    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--out", required=True, help="export folder")
+    p.add_argument("--which", default="teacher", choices=["teacher", "student"], help="which encoder to export")
+    p.add_argument("--results", default="results", help="results directory whose JSONs of this run go on the card")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the folder to this Hub repo")
+    p.add_argument("--private", action="store_true", help="make a new Hub repo private")
+    p.set_defaults(func=_export)
     return parser
 
 
