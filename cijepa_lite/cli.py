@@ -38,7 +38,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     record = evaluate_run(args.run, probe=args.probe, encoder=args.encoder, per_depth=args.per_depth, seed=args.seed,
                           recipe=ProbeRecipe(epochs=args.epochs), num_workers=args.workers,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, random_init=args.random_init)
     path = write_result(record, args.results)
     depths = "".join(f"\n  {k}: {v:.2f}" for k, v in record["per_depth"].items())
     print(f"{record['run_id']} step {record['pretrain']['step']}, {args.probe} probe on the {args.encoder}: "
@@ -163,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe", help="linear-probe the newest valid checkpoint of a run and write its results JSON")
     p.add_argument("--run", required=True, help="run directory written by pretrain")
-    p.add_argument("--per-depth", action="store_true", help="also probe every collected depth (one pass per batch)")
+    p.add_argument("--per-depth", action="store_true",
+                   help="probe every block d_0..d_last of the encoder (one pass per batch), also for L200/L300")
+    p.add_argument("--random-init", action="store_true",
+                   help="also probe a random-init encoder of the same shape (a reference line; twice the cost)")
     p.add_argument("--probe", default="recipe", choices=["recipe", "logreg"],
                    help="recipe: the write-up's AdamW probe; logreg: converged logistic regression (small models)")
     p.add_argument("--encoder", default="teacher", choices=["teacher", "student"], help="which encoder to freeze")

@@ -52,6 +52,35 @@ def plot_depths(record: dict) -> Figure:
     return fig
 
 
+def random_reference(record: dict) -> dict[str, float]:
+    """Mean over the record's random-init readouts (same probe, with per-depth numbers) per depth, or {}."""
+    refs = [r["per_depth"] for r in record.get("readouts", []) if r.get("model", "").startswith("random-init")
+            and r.get("probe") == record["probe"]["name"] and r.get("per_depth")]
+    if not refs:
+        return {}
+    shared = [k for k in refs[0] if all(k in ref for ref in refs)]
+    return {k: sum(ref[k] for ref in refs) / len(refs) for k in shared}
+
+
+def plot_depth_overview(records: list[dict]) -> Figure:
+    """Top-1 over depth, one line per result with per-depth numbers; dashed in the same colour: its random-init
+    encoder (mean over seeds), where the record has random-init per-depth numbers."""
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, r in enumerate(r for r in records if len(r["per_depth"]) > 1):
+        label = Path(r.get("file", r["run_id"])).stem
+        for per_depth, style, suffix in ((r["per_depth"], "o-", ""), (random_reference(r), "--", ", random init")):
+            depths = sorted(per_depth, key=lambda k: int(k[1:]))
+            if depths:
+                ax.plot([int(k[1:]) for k in depths], [per_depth[k] for k in depths], style, color=f"C{i % 10}",
+                        label=label + suffix, markersize=4)
+    ax.set_xlabel("block (d_k)")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title("top-1 over depth, every run (dashed: random-init encoder)", fontsize=10)
+    ax.legend(fontsize=6)
+    return fig
+
+
 def plot_curves(run_dir: str | Path) -> Figure:
     """A run's metrics.jsonl as four panels, each titled: "loss" (total and per source row), "kNN top-1",
     "collapse monitors" (teacher feature std, RankMe) and "schedules" (lr, EMA momentum).
@@ -94,7 +123,8 @@ def plot_curves(run_dir: str | Path) -> Figure:
 
 def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dirs: list[str | Path] = (),
                  table: bool = True) -> list[Path]:
-    """Write table.png (unless not `table`), depths-<result>.png per result with per-depth numbers, curves-<run>.png."""
+    """Write table.png and depths.png (all runs over depth) unless not `table`, depths-<result>.png per result with
+    per-depth numbers, curves-<run>.png."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = load_results() if records is None else records
@@ -102,6 +132,8 @@ def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dir
     for r in records:
         if r["per_depth"]:
             figures[f"depths-{Path(r.get('file', r['run_id'])).stem}.png"] = plot_depths(r)
+    if table and any(len(r["per_depth"]) > 1 for r in records):
+        figures["depths.png"] = plot_depth_overview(records)
     for run in run_dirs:
         figures[f"curves-{Path(run).name}.png"] = plot_curves(run)
     paths = []
