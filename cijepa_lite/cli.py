@@ -96,6 +96,24 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    """Run the `inspect` command; returns the exit status (1 with a one-line reason on bad input)."""
+    from .inspect import inspect_run
+
+    try:
+        result = inspect_run(args.run, args.images, out=args.out, depths=args.depths, max_side=args.max_side,
+                             n_images=args.n_images)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"inspect: {e}", file=sys.stderr)
+        return 1
+    for name, got in result["sets"].items():
+        for encoder in ("teacher", "random_init"):
+            row = ", ".join(f"{k} {v:.3f}/{got[encoder]['rankme'][k]:.1f}" for k, v in got[encoder]["continuity"].items())
+            print(f"{name}, {encoder}: continuity/RankMe per depth: {row}")
+    print("wrote " + ", ".join(result["files"].values()))
+    return 0
+
+
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `data` command's options to `parser`."""
     what = parser.add_mutually_exclusive_group(required=True)
@@ -217,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the folder to this Hub repo")
     p.add_argument("--private", action="store_true", help="make a new Hub repo private")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("inspect", help="per-depth feature maps (PCA as RGB), continuity and RankMe of a run's teacher "
+                                       "vs random init, on its val images or any folder (e.g. screenshots)")
+    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--images", nargs="+", default=["val"], help="image sets: 'val' (the run's val split) and/or folders")
+    p.add_argument("--out", default=None, help="the maps' PNG (default figures/inspect-<run>.png); curves and JSON beside")
+    p.add_argument("--depths", nargs="+", type=int, default=None, help="blocks to show (default: every block)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="resize every image so its long side is ~N px, keeping the aspect (default: the run's img_size)")
+    p.add_argument("--n-images", type=int, default=4, help="images per set")
+    p.set_defaults(func=_inspect)
     return parser
 
 

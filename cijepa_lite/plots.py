@@ -141,3 +141,53 @@ def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dir
         fig.savefig(out_dir / name, dpi=120)
         paths.append(out_dir / name)
     return paths
+
+
+ENCODER_TITLES = {"teacher": "EMA teacher (trained)", "random_init": "random init (same shape)"}
+
+
+def plot_feature_maps(images: list, titles: list[str], maps: dict[str, dict[int, list]], title: str) -> Figure:
+    """Per-depth patch features as RGB (3 principal components per depth), trained beside random init.
+
+    Args:
+        images: the shown PIL images (already at whole patches), one column each.
+        titles: a column title per image.
+        maps: {"teacher" | "random_init": {depth: [(h, w, 3) in [0, 1] per image]}}.
+    """
+    depths = list(next(iter(maps.values())))
+    n = len(images)
+    fig = Figure(figsize=(2 * 1.25 * n + 0.6, 1.25 * (len(depths) + 1) + 0.6), layout="constrained")
+    fig.suptitle(f"{title}: patch features on 3 principal components per depth (rows: depths d_k)", fontsize=10)
+    for sub, (encoder, per_depth) in zip(fig.subfigures(1, len(maps)), maps.items()):
+        sub.suptitle(ENCODER_TITLES.get(encoder, encoder), fontsize=9)
+        axes = sub.subplots(len(depths) + 1, n, squeeze=False)
+        for col, image in enumerate(images):
+            axes[0, col].imshow(image)
+            axes[0, col].set_title(titles[col], fontsize=6)
+            for row, d in enumerate(depths, start=1):
+                axes[row, col].imshow(per_depth[d][col].numpy(), interpolation="nearest")
+        for row, ax in enumerate(axes[:, 0]):
+            ax.set_ylabel("image" if row == 0 else f"d{depths[row - 1]}", fontsize=8)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return fig
+
+
+def plot_inspect_curves(result: dict) -> Figure:
+    """Continuity and RankMe over depth: one colour per image set, solid trained, dashed random init."""
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    fig.suptitle(f"{result['run_id']} step {result['step']}: what each depth keeps", fontsize=10)
+    panels = dict(zip(("continuity", "rankme"), fig.subplots(1, 2)))
+    for i, (name, got) in enumerate(result["sets"].items()):
+        for encoder, style in (("teacher", "o-"), ("random_init", "x--")):
+            for key, ax in panels.items():
+                values = got[encoder][key]
+                ax.plot([int(k[1:]) for k in values], list(values.values()), style, color=f"C{i % 10}",
+                        label=f"{name}, {ENCODER_TITLES[encoder].split(' (')[0]}", markersize=4)
+    panels["continuity"].set_ylabel("mean cos. sim. of 4-neighbour patches")
+    panels["rankme"].set_ylabel("RankMe of the patch features")
+    for ax in panels.values():
+        ax.set_xlabel("block (d_k)")
+        ax.legend(fontsize=7)
+    return fig
