@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import Config, config_changes, config_from_dict
 from .engine import load_encoders
-from .eval.results import RESULTS_DIR, load_results, load_writeup
+from .eval.results import RESULTS_DIR, comparable_row, load_results, load_writeup
 from .files import write_atomic, write_json
 from .method import VisionTransformer
 from .method.encoder import LayerNorm
@@ -94,8 +94,9 @@ def model_card(meta: dict, records: list[dict]) -> str:
     """The folder's README.md: what the weights are, how to load them, and the run's numbers beside the write-up's."""
     cfg = meta["config"]
     writeup = {w["run_id"]: w["top1"] for w in load_writeup()}
+    # the write-up's number only beside a run of its row's recipe (eval.results.comparable_row)
     rows = [f"| {r['probe']['name']} ({r['probe']['encoder']}) | {r['dataset']} | {r['top1']:.2f} | "
-            f"{writeup.get(r['run_id'], '-')} |" for r in records]
+            f"{writeup.get(comparable_row(r), '- (not its recipe)')} |" for r in records]
     table = ("| probe | dataset | kit top-1 (%) | write-up top-1 (%) |\n|---|---|---|---|\n" + "\n".join(rows)
              if rows else "No result JSON of this checkpoint was found when it was exported.")
     return f"""---
