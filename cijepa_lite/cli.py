@@ -108,7 +108,8 @@ def _inspect(args: argparse.Namespace) -> int:
         return 1
     for name, got in result["sets"].items():
         for encoder in ("teacher", "random_init"):
-            row = ", ".join(f"{k} {v:.3f}/{got[encoder]['rankme'][k]:.1f}" for k, v in got[encoder]["continuity"].items())
+            numbers = got[encoder]
+            row = ", ".join(f"{k} {v:.3f}/{numbers['rankme'][k]:.1f}" for k, v in numbers["continuity"].items())
             print(f"{name}, {encoder}: continuity/RankMe per depth: {row}")
     print("wrote " + ", ".join(result["files"].values()))
     return 0
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("export", help="write a run's encoder as safetensors + config + model card (load_encoder reads it)")
+    p = sub.add_parser("export", help="write a run's encoder as safetensors + config + model card "
+                                      "(load_encoder reads it)")
     p.add_argument("--run", required=True, help="run directory written by pretrain")
     p.add_argument("--out", required=True, help="export folder")
     p.add_argument("--which", default="teacher", choices=["teacher", "student"], help="which encoder to export")
@@ -239,11 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="per-depth feature maps (PCA as RGB), continuity and RankMe of a run's teacher "
                                        "vs random init, on its val images or any folder (e.g. screenshots)")
     p.add_argument("--run", required=True, help="run directory written by pretrain")
-    p.add_argument("--images", nargs="+", default=["val"], help="image sets: 'val' (the run's val split) and/or folders")
-    p.add_argument("--out", default=None, help="the maps' PNG (default figures/inspect-<run>.png); curves and JSON beside")
+    p.add_argument("--images", nargs="+", default=["val"],
+                   help="image sets: 'val' (the run's val split) and/or folders")
+    p.add_argument("--out", default=None,
+                   help="the maps' PNG (default figures/inspect-<run>.png); curves and JSON beside it")
     p.add_argument("--depths", nargs="+", type=int, default=None, help="blocks to show (default: every block)")
     p.add_argument("--max-side", type=int, default=None,
-                   help="resize every image so its long side is ~N px, keeping the aspect (default: the run's img_size)")
+                   help="resize images to a long side of ~N px, keeping their aspect (default: the run's img_size)")
     p.add_argument("--n-images", type=int, default=4, help="images per set")
     p.set_defaults(func=_inspect)
     return parser

@@ -107,9 +107,9 @@ tags: [cijepa-lite, cI-JEPA, I-JEPA, self-supervised, vision-transformer, rope]
 # cijepa-lite encoder: {meta['run_id']} ({meta['which']}, step {meta['step']})
 
 The {'EMA teacher' if meta['which'] == 'teacher' else 'online student'} of a cI-JEPA pretraining run of
-[cijepa-lite](https://github.com/cijepa-lite/cijepa-lite), run id `{meta['run_id']}`: a ViT {cfg['depth']}x{cfg['embed_dim']}
-(patch {cfg['patch_size']}, trained at {cfg['img_size']} px) with 2-D axial RoPE (base {cfg['rope_base']}),
-qkv bias, no layer scale, no class token and no final LayerNorm. It returns the hidden state after every
+[cijepa-lite](https://github.com/cijepa-lite/cijepa-lite), run id `{meta['run_id']}`:
+a ViT {cfg['depth']}x{cfg['embed_dim']} (patch {cfg['patch_size']}, trained at {cfg['img_size']} px) with 2-D axial
+RoPE (base {cfg['rope_base']}), qkv bias, no layer scale, no class token and no final LayerNorm. It returns the hidden state after every
 block and runs on images of any size made of whole {cfg['patch_size']}-px patches.
 
 - git SHA of the pretraining: `{meta['git_sha']}`; exported at `{meta['export_provenance']['git_sha']}`
@@ -170,8 +170,9 @@ def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None, priv
     from huggingface_hub import HfApi
 
     folder = _folder(folder)
+    run_id = json.loads((folder / CONFIG_FILE).read_text())["run_id"]
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                      commit_message=f"cijepa-lite export of {json.loads((folder / CONFIG_FILE).read_text())['run_id']}")
+                      commit_message=f"cijepa-lite export of {run_id}")
     return f"https://huggingface.co/{repo_id}"

@@ -83,7 +83,7 @@ def patch_grids(encoder: torch.nn.Module, images: Sequence[Image.Image], depths:
     out = {d: [] for d in depths}
     for image in images:
         hidden = encoder(to_input(image)[None].to(device))  # depth x (1, h * w, D)
-        rows, cols = image.height // encoder.patch_embed.patch_size[0], image.width // encoder.patch_embed.patch_size[1]
+        rows, cols = encoder.patch_embed.dynamic_feat_size((image.height, image.width))
         for d in depths:
             out[d].append(hidden[d][0].float().cpu().reshape(rows, cols, -1))  # (h, w, D)
     return out
@@ -99,8 +99,10 @@ def image_sets(cfg: Config, images: Sequence[str | Path], n_images: int, max_sid
     """{set name: [(image name, image resized to whole patches)]}: "val" is the run's val sample, else a folder."""
     sets = {}
     for entry in images:
-        name, loaded = (VAL, val_images(cfg, n_images)) if str(entry) == VAL else \
-            (Path(entry).name or str(entry), folder_images(entry, n_images))
+        if str(entry) == VAL:
+            name, loaded = VAL, val_images(cfg, n_images)
+        else:
+            name, loaded = Path(entry).name or str(entry), folder_images(entry, n_images)
         sets[name] = [(k, resize_to_patches(img, max_side, cfg.patch_size)) for k, img in loaded]
     return sets
 

@@ -34,7 +34,7 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Mo
 
 
 def rope_table(grid: int | tuple[int, int], head_dim: int, base: float) -> torch.Tensor:
-    """(N, 2*hd) concatenated sin|cos for every position of a grid (rows x cols, row-major), in timm's interleaved layout.
+    """(N, 2*hd) concatenated sin|cos for every position of a rows x cols grid (row-major), timm's interleaved layout.
 
     The first half of each head's dims rotates with the row index, the second with the column
     index; integer patch coordinates; inverse frequencies base^(-k / (hd/4)).

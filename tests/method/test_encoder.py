@@ -85,8 +85,8 @@ def test_a_non_square_image_runs_at_its_own_grid_with_explicit_rope_positions(ti
 def test_the_training_grid_uses_the_registered_table_bitwise(tiny_cfg):
     enc = CIJEPA(tiny_cfg).teacher
     assert enc.rope_for(tiny_cfg.grid, tiny_cfg.grid) is enc.rope
-    torch.testing.assert_close(enc.rope, rope_by_hand(tiny_cfg.grid, tiny_cfg.grid, tiny_cfg.embed_dim // tiny_cfg.num_heads,
-                                                     tiny_cfg.rope_base))
+    head_dim = tiny_cfg.embed_dim // tiny_cfg.num_heads
+    torch.testing.assert_close(enc.rope, rope_by_hand(tiny_cfg.grid, tiny_cfg.grid, head_dim, tiny_cfg.rope_base))
     images = torch.randn(2, 3, 32, 32)
     x = enc.patch_embed(images)
     for blk in enc.blocks:
