@@ -64,12 +64,18 @@ def random_reference(record: dict) -> dict[str, float]:
 
 def plot_depth_overview(records: list[dict]) -> Figure:
     """Top-1 over depth, one line per result with per-depth numbers; dashed in the same colour: its random-init
-    encoder (mean over seeds), where the record has random-init per-depth numbers."""
+    encoder (mean over seeds), where the record has random-init per-depth numbers (drawn once if runs share it)."""
     fig = Figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.subplots()
+    drawn = []
     for i, r in enumerate(r for r in records if len(r["per_depth"]) > 1):
         label = Path(r.get("file", r["run_id"])).stem
-        for per_depth, style, suffix in ((r["per_depth"], "o-", ""), (random_reference(r), "--", ", random init")):
+        reference = random_reference(r)
+        if reference in drawn:
+            reference = {}  # the same random-init encoder as an earlier run's: drawn once
+        else:
+            drawn.append(reference)
+        for per_depth, style, suffix in ((r["per_depth"], "o-", ""), (reference, "--", ", random init")):
             depths = sorted(per_depth, key=lambda k: int(k[1:]))
             if depths:
                 ax.plot([int(k[1:]) for k in depths], [per_depth[k] for k in depths], style, color=f"C{i % 10}",

@@ -59,3 +59,5 @@ def test_depth_overview_draws_each_run_and_its_random_init_reference():
     assert [ln.get_label() for ln in lines] == ["R-A05-B08", "R-A05-B08, random init", "L200"]
     assert list(lines[1].get_ydata()) == [11.0, 21.0] and lines[1].get_linestyle() == "--"
     assert list(lines[2].get_xdata()) == [10, 11] and list(lines[2].get_ydata()) == [50.0, 40.0]
+    twice = plot_depth_overview([a, a | {"run_id": "again"}]).axes[0].lines  # a shared random init is drawn once
+    assert [ln.get_linestyle() for ln in twice] == ["-", "--", "-"]
