@@ -8,7 +8,8 @@ The public surface (SPEC section 9) is importable from here; the modules behind 
 """
 from .config import PRESETS, Config, get_config
 from .engine import train
+from .export import load_encoder
 from .method import CIJEPA, MaskSampler, depth_weights
 
 __version__ = "0.2.0"
-__all__ = ["CIJEPA", "PRESETS", "Config", "MaskSampler", "depth_weights", "get_config", "train"]
+__all__ = ["CIJEPA", "PRESETS", "Config", "MaskSampler", "depth_weights", "get_config", "load_encoder", "train"]

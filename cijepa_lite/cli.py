@@ -38,7 +38,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     record = evaluate_run(args.run, probe=args.probe, encoder=args.encoder, per_depth=args.per_depth, seed=args.seed,
                           recipe=ProbeRecipe(epochs=args.epochs), num_workers=args.workers,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, random_init=args.random_init)
     path = write_result(record, args.results)
     depths = "".join(f"\n  {k}: {v:.2f}" for k, v in record["per_depth"].items())
     print(f"{record['run_id']} step {record['pretrain']['step']}, {args.probe} probe on the {args.encoder}: "
@@ -89,6 +89,40 @@ def _demo(args: argparse.Namespace) -> int:
     summary = run_demo(args.out, epochs=args.epochs, baseline=not args.no_baseline, recipe=args.recipe,
                        results_dir=args.results, progress=not args.no_progress)
     print(format_summary(summary))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Run the `export` command; returns the exit status (1 with a one-line reason on bad input)."""
+    from .export import export_encoder, push_to_hub
+
+    try:
+        out = export_encoder(args.run, args.out, args.which, args.results)
+        print(f"wrote {out} (model.safetensors, encoder.json, README.md)")
+        if args.push_to_hub:
+            print(f"uploaded to {push_to_hub(out, args.push_to_hub, private=args.private)}")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """Run the `inspect` command; returns the exit status (1 with a one-line reason on bad input)."""
+    from .inspect import inspect_run
+
+    try:
+        result = inspect_run(args.run, args.images, out=args.out, depths=args.depths, max_side=args.max_side,
+                             n_images=args.n_images)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"inspect: {e}", file=sys.stderr)
+        return 1
+    for name, got in result["sets"].items():
+        for encoder in ("teacher", "random_init"):
+            numbers = got[encoder]
+            row = ", ".join(f"{k} {v:.3f}/{numbers['rankme'][k]:.1f}" for k, v in numbers["continuity"].items())
+            print(f"{name}, {encoder}: continuity/RankMe per depth: {row}")
+    print("wrote " + ", ".join(result["files"].values()))
     return 0
 
 
@@ -159,7 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe", help="linear-probe the newest valid checkpoint of a run and write its results JSON")
     p.add_argument("--run", required=True, help="run directory written by pretrain")
-    p.add_argument("--per-depth", action="store_true", help="also probe every collected depth (one pass per batch)")
+    p.add_argument("--per-depth", action="store_true",
+                   help="probe every block d_0..d_last of the encoder (one pass per batch), also for L200/L300")
+    p.add_argument("--random-init", action="store_true",
+                   help="also probe a random-init encoder of the same shape (a reference line; twice the cost)")
     p.add_argument("--probe", default="recipe", choices=["recipe", "logreg"],
                    help="recipe: the write-up's AdamW probe; logreg: converged logistic regression (small models)")
     p.add_argument("--encoder", default="teacher", choices=["teacher", "student"], help="which encoder to freeze")
@@ -212,6 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None, help="results directory (default ./results; JSONs go to its runs/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("export", help="write a run's encoder as safetensors + config + model card "
+                                      "(load_encoder reads it)")
+    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--out", required=True, help="export folder")
+    p.add_argument("--which", default="teacher", choices=["teacher", "student"], help="which encoder to export")
+    p.add_argument("--results", default="results", help="results directory whose JSONs of this run go on the card")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the folder to this Hub repo")
+    p.add_argument("--private", action="store_true", help="make a new Hub repo private")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("inspect", help="per-depth feature maps (PCA as RGB), continuity and RankMe of a run's teacher "
+                                       "vs random init, on its val images or any folder (e.g. screenshots)")
+    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--images", nargs="+", default=["val"],
+                   help="image sets: 'val' (the run's val split) and/or folders")
+    p.add_argument("--out", default=None,
+                   help="the maps' PNG (default figures/inspect-<run>.png); curves and JSON beside it")
+    p.add_argument("--depths", nargs="+", type=int, default=None, help="blocks to show (default: every block)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="resize images to a long side of ~N px, keeping their aspect (default: the run's img_size)")
+    p.add_argument("--n-images", type=int, default=4, help="images per set")
+    p.set_defaults(func=_inspect)
     return parser
 
 

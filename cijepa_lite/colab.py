@@ -200,3 +200,31 @@ def local_run(name: str, smoke: bool, data_dir: Path) -> Path:
         train(smoke_config(get_config(name if name in PRESETS else "tiny"), data_dir), run.path, max_steps=4)
     run.copy_back_newest()
     return run.path
+
+
+def user_images(folder: str, smoke: bool) -> Path:
+    """The inspect notebook's own image set: `folder` (e.g. on Google Drive), else an upload in Colab.
+
+    In smoke mode, or outside Colab without a folder, a phone and a desktop screenshot-like image and a
+    photo-like one are generated locally instead (data/screens.py).
+    """
+    from .data.screens import write_examples
+
+    if smoke or (not folder and not in_colab()):
+        print("Using generated screenshot-like images and a photo-like one (smoke mode, or no IMAGES_DIR).")
+        return write_examples(workdir() / "screens")
+    if folder:
+        if folder.startswith("/content/drive"):
+            storage()  # mounts Google Drive
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"IMAGES_DIR {folder}: no such folder (a Drive path looks like "
+                                    "/content/drive/MyDrive/screenshots)")
+        return path
+    from google.colab import files
+
+    target = workdir() / "uploads"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, data in files.upload().items():
+        (target / Path(name).name).write_bytes(data)
+    return target

@@ -11,6 +11,7 @@ from .engine import load_encoders
 from .eval.logreg import logistic_probe
 from .eval.probe import ProbeRecipe, linear_probe
 from .eval.results import make_result
+from .method import CIJEPA
 
 PROBES = ("recipe", "logreg")  # the write-up's AdamW probe; the converged logistic regression
 ENCODERS = ("teacher", "student")
@@ -18,15 +19,17 @@ ENCODERS = ("teacher", "student")
 
 def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "teacher", per_depth: bool = False,
                  seed: int = 0, recipe: ProbeRecipe = ProbeRecipe(), num_workers: int | None = None,
-                 device: torch.device | None = None, progress: bool = True) -> dict:
+                 device: torch.device | None = None, progress: bool = True, random_init: bool = False) -> dict:
     """Probe a run's frozen encoder on its dataset's val split; the record's top1 is the last block's.
 
     Args:
         run_dir: a pretraining run directory (checkpoints/ inside).
         probe: "recipe" (the write-up's, SPEC 7) or "logreg" (converged logistic regression).
         encoder: "teacher" (the write-up's) or "student".
-        per_depth: also probe every collected depth (one encoder pass per batch).
+        per_depth: probe every block d_0 .. d_{depth-1} (one encoder pass per batch), whatever D the run collected.
         num_workers: data-loader workers (default: the run's config).
+        random_init: also probe a randomly initialised encoder of the same shape (the run's seed) at the same
+            depths, as a reference readout (the probe's cost twice).
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; expected one of {PROBES}")
@@ -35,15 +38,21 @@ def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "
     encoders, ckpt = load_encoders(run_dir)
     cfg = ckpt.config
     last = cfg.depth - 1
-    depths = tuple(sorted({*cfg.collected_depths, last})) if per_depth else (last,)
+    depths = tuple(range(cfg.depth)) if per_depth else (last,)
     train, val = (open_source(cfg.dataset, s, cfg.img_size, cfg.data_dir) for s in ("train", "val"))
     workers = auto_workers(cfg.num_workers if num_workers is None else num_workers)
     kw = dict(depths=depths, device=device, num_workers=workers, progress=progress)
     if probe == "recipe":
-        out = linear_probe(encoders[encoder], train, val, cfg.img_size, recipe=recipe, seed=seed, **kw)
-        details = {k: out[k] for k in ("recipe", "seed", "steps", "final_lr", "wall_time_s")}
-    else:
-        out = logistic_probe(encoders[encoder], train, val, cfg.img_size, **kw)
-        details = {k: out[k] for k in ("C", "converged")}
-    described = {"name": probe, "encoder": encoder, "train_top1": out["train_top1"], **details}
-    return make_result(cfg, ckpt.info(), described, out["top1"][f"d{last}"], out["top1"] if per_depth else {})
+        kw.update(recipe=recipe, seed=seed)
+    fit = linear_probe if probe == "recipe" else logistic_probe
+    out = fit(encoders[encoder], train, val, cfg.img_size, **kw)
+    keys = ("recipe", "seed", "steps", "final_lr", "wall_time_s") if probe == "recipe" else ("C", "converged")
+    described = {"name": probe, "encoder": encoder, "train_top1": out["train_top1"], **{k: out[k] for k in keys}}
+    readouts = []
+    if random_init:  # a fresh student of the same shape: what the demo's random-init readouts are
+        ref = fit(CIJEPA(cfg).student, train, val, cfg.img_size, **kw)["top1"]
+        readouts.append({"label": f"random init seed {cfg.seed}", "model": f"random-init seed {cfg.seed}",
+                         "encoder": "student = teacher", "probe": probe, "top1": ref[f"d{last}"],
+                         "per_depth": ref if per_depth else {}})
+    return make_result(cfg, ckpt.info(), described, out["top1"][f"d{last}"], out["top1"] if per_depth else {},
+                       readouts)

@@ -12,3 +12,18 @@ def tiny_cfg():
     from cijepa_lite.config import get_config
 
     return get_config("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny run directory pretrained for 2 steps on 32 digits (seconds): for the tools that read a run."""
+    from torch.utils.data import Subset
+
+    from cijepa_lite.config import get_config
+    from cijepa_lite.data.sources import Digits
+    from cijepa_lite.engine.train import train
+
+    run = tmp_path_factory.mktemp("tiny-run")
+    cfg = get_config("tiny", batch_size=16, base_batch=16, epochs=1, ckpt_minutes=1e9)
+    train(cfg, run, max_steps=2, source=Subset(Digits("train"), range(32)), progress=False)
+    return run

@@ -13,7 +13,7 @@ from torch.utils.data import Subset
 from cijepa_lite import evaluate
 from cijepa_lite.cli import main
 from cijepa_lite.colab import write_smoke_parquet
-from cijepa_lite.config import get_config
+from cijepa_lite.config import get_config, with_supervision
 from cijepa_lite.data.cache import read_meta
 from cijepa_lite.data.sources import Digits
 from cijepa_lite.engine.train import train
@@ -74,15 +74,35 @@ def test_probe_then_table(tmp_path, monkeypatch, capsys):
     record = json.loads(path.read_text())
     assert path.name == "tiny_step-00000002_logreg-teacher.json" and str(path) in printed
     assert record["pretrain"]["step"] == 2 and record["probe"]["converged"] is True
-    assert list(record["per_depth"]) == [f"d{d}" for d in cfg.collected_depths]
+    assert list(record["per_depth"]) == [f"d{d}" for d in range(cfg.depth)]  # every block, not only D
     assert f"top-1 {record['top1']:.2f}%" in printed
 
     assert main(["table", "--results", str(results), "--figures", str(tmp_path / "fig"), "--runs", str(run)]) == 0
     printed = capsys.readouterr().out
     assert "R-A05-B08-12" in printed and "NOT comparable" in printed and f"{record['top1']:.2f}" in printed
-    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"table.png", "curves-run.png", f"depths-{path.stem}.png"}
+    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"table.png", "depths.png", "curves-run.png",
+                                                              f"depths-{path.stem}.png"}
 
 
 def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
         main(["probe", "--run", str(tmp_path)])
+
+
+def test_per_depth_probe_of_an_ijepa_baseline_reports_every_block(tmp_path, monkeypatch, capsys):
+    """L200 collects only d_last, yet `probe --per-depth` reads out every block, with a random-init reference."""
+    run, results = tmp_path / "run", tmp_path / "results"
+    cfg = with_supervision(get_config("tiny", batch_size=16, base_batch=16, epochs=1, ckpt_minutes=1e9), "L200")
+    assert cfg.collected_depths == (cfg.depth - 1,)
+    train(cfg, run, max_steps=2, source=Subset(Digits("train"), range(32)), progress=False)
+    monkeypatch.setattr(evaluate, "open_source", small_digits)
+    assert main(["probe", "--run", str(run), "--probe", "logreg", "--per-depth", "--random-init",
+                 "--results", str(results), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    (path,) = (results / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    every = [f"d{d}" for d in range(cfg.depth)]
+    assert list(record["per_depth"]) == every and all(f"  {k}: " in printed for k in every)
+    (random,) = record["readouts"]
+    assert random["model"] == "random-init seed 0" and list(random["per_depth"]) == every
+    assert random["per_depth"] != record["per_depth"]

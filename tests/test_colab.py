@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cijepa_lite import colab
@@ -19,3 +20,14 @@ def test_outside_colab_drive_is_skipped_with_a_message(monkeypatch, tmp_path, ca
     assert path == (tmp_path / "drive" / "kit").resolve() and path.is_dir()
     assert "Google Drive steps skipped" in capsys.readouterr().out
     assert "smoke mode" in colab.status()
+
+
+def test_user_images_are_a_folder_or_generated_screenshots(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(colab.WORKDIR_ENV, str(tmp_path / "work"))
+    generated = colab.user_images("", smoke=True)
+    assert sorted(p.name for p in generated.iterdir()) == ["photo-640x480.png", "screen-1080x2400.png",
+                                                            "screen-1920x1080.png"]
+    assert "generated screenshot-like" in capsys.readouterr().out
+    assert colab.user_images(str(tmp_path), smoke=False) == tmp_path
+    with pytest.raises(FileNotFoundError, match="IMAGES_DIR /nowhere: no such folder"):
+        colab.user_images("/nowhere", smoke=False)

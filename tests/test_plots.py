@@ -6,7 +6,7 @@ import pytest
 
 from cijepa_lite.config import get_config
 from cijepa_lite.eval.results import load_writeup, make_result
-from cijepa_lite.plots import plot_curves, plot_depths, plot_table, save_figures
+from cijepa_lite.plots import plot_curves, plot_depth_overview, plot_depths, plot_table, save_figures
 
 matplotlib.use("Agg")
 
@@ -45,5 +45,19 @@ def test_figures(tmp_path):
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         plot_curves(tmp_path)
     paths = save_figures(tmp_path / "fig", [rec], run_dirs=[run])
-    assert sorted(p.name for p in paths) == ["curves-run.png", "depths-R-A05-B08.png", "table.png"]
+    assert sorted(p.name for p in paths) == ["curves-run.png", "depths-R-A05-B08.png", "depths.png", "table.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_depth_overview_draws_each_run_and_its_random_init_reference():
+    a, b = record(), record("L200", top1=40.0)
+    a["readouts"] = [{"label": f"random init seed {s}", "model": f"random-init seed {s}", "probe": "recipe",
+                      "top1": 20.0 + s, "per_depth": {"d10": 10.0 + 2 * s, "d11": 20.0 + 2 * s}} for s in (0, 1)]
+    a["readouts"].append({"label": "knn", "model": "random-init seed 0", "probe": "knn", "top1": 1.0,
+                          "per_depth": {"d10": 1.0, "d11": 1.0}})  # another probe: not this record's reference
+    lines = plot_depth_overview([a, b, record(top1=3.0) | {"per_depth": {"d11": 3.0}}]).axes[0].lines
+    assert [ln.get_label() for ln in lines] == ["R-A05-B08", "R-A05-B08, random init", "L200"]
+    assert list(lines[1].get_ydata()) == [11.0, 21.0] and lines[1].get_linestyle() == "--"
+    assert list(lines[2].get_xdata()) == [10, 11] and list(lines[2].get_ydata()) == [50.0, 40.0]
+    twice = plot_depth_overview([a, a | {"run_id": "again"}]).axes[0].lines  # a shared random init is drawn once
+    assert [ln.get_linestyle() for ln in twice] == ["-", "--", "-"]

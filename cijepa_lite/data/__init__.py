@@ -11,6 +11,7 @@ prepare.py      `prepare_data`: download / read, convert, mirror to Drive
 sampler.py      the data order: step -> this rank's slice of the global batch, a seed per sample
 loading.py      loader workers from the usable CPUs, prefetch sized to /dev/shm
 bench.py        images/s per core of raw parquet vs the prepared cache
+screens.py      generated screenshot-like and photo-like images (tests, smoke mode, inspect)
 """
 from .prepare import prepare_data
 from .sampler import StepBatches

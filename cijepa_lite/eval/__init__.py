@@ -5,6 +5,7 @@ probe.py     the write-up's linear probe (AdamW, 10 epochs), on one depth or eve
 logreg.py    a converged L-BFGS logistic regression, for small models
 knn.py       the online kNN monitor the engine logs
 monitors.py  collapse monitors (normalised std, RankMe)
+maps.py      patch-feature maps: 4-neighbour continuity, 3 principal components as RGB (inspect)
 results.py   result records, the write-up's table beside the kit's numbers
 """
 from .knn import KNNMonitor, knn_top1

@@ -2,7 +2,9 @@
 
 Legend: B batch, N patches (grid x grid), N_ctx context tokens, D width, hd head dim.
 Positions are flat patch indices, row-major on the grid; RoPE rotates each kept token at its
-true (row, col), so the student can see only its context tokens (SPEC 1).
+true (row, col), so the student can see only its context tokens (SPEC 1). Training sees the
+config's square grid; any image of whole patches (portrait or landscape, rows x cols) runs too:
+its RoPE positions come from its own grid (integer row and column indices, nothing rescaled).
 """
 from __future__ import annotations
 
@@ -31,14 +33,18 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, norm_lay
     )
 
 
-def rope_table(grid: int, head_dim: int, base: float) -> torch.Tensor:
-    """(N, 2*hd) concatenated sin|cos for every grid position, in timm's interleaved layout.
+def rope_table(grid: int | tuple[int, int], head_dim: int, base: float) -> torch.Tensor:
+    """(N, 2*hd) concatenated sin|cos for every position of a rows x cols grid (row-major), timm's interleaved layout.
 
     The first half of each head's dims rotates with the row index, the second with the column
     index; integer patch coordinates; inverse frequencies base^(-k / (hd/4)).
+
+    Args:
+        grid: side of a square grid, or (rows, cols).
     """
-    rope = RotaryEmbeddingCat(head_dim, temperature=base, in_pixels=False, feat_shape=[grid, grid])
-    return rope.get_embed()  # (N, 2*hd)
+    rows, cols = (grid, grid) if isinstance(grid, int) else grid
+    rope = RotaryEmbeddingCat(head_dim, temperature=base, in_pixels=False, feat_shape=[rows, cols])
+    return rope.get_embed()  # (rows * cols, 2*hd)
 
 
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -74,25 +80,39 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim)
+        # strict_img_size=False: any H, W that are whole multiples of the patch (timm still checks that)
+        self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim,
+                                      strict_img_size=False)
         self.blocks = make_blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio)
-        head_dim = cfg.embed_dim // cfg.num_heads
-        self.register_buffer("rope", rope_table(cfg.grid, head_dim, cfg.rope_base), persistent=False)
+        self.grid, self.head_dim, self.rope_base = cfg.grid, cfg.embed_dim // cfg.num_heads, cfg.rope_base
+        self.register_buffer("rope", rope_table(cfg.grid, self.head_dim, cfg.rope_base), persistent=False)
+        self.other_grids: dict[tuple, torch.Tensor] = {}  # RoPE tables of other grid shapes, built once each
+
+    def rope_for(self, rows: int, cols: int) -> torch.Tensor:
+        """(rows * cols, 2*hd) RoPE table of a rows x cols grid: the registered one for the config's square grid."""
+        if (rows, cols) == (self.grid, self.grid):
+            return self.rope  # the training grid keeps its registered table: square results are unchanged
+        key = (rows, cols, self.rope.device, self.rope.dtype)
+        if key not in self.other_grids:
+            table = rope_table((rows, cols), self.head_dim, self.rope_base)
+            self.other_grids[key] = table.to(self.rope.device, self.rope.dtype)
+        return self.other_grids[key]
 
     def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Hidden states after every block.
 
         Args:
-            images: (B, C, H, W).
+            images: (B, C, H, W), H and W whole multiples of the patch size (any aspect ratio).
             keep: (B, N_ctx) flat patch indices to encode (the context); None encodes all N patches.
         Returns:
-            depth tensors of shape (B, N_ctx or N, D); element i is d_i.
+            depth tensors of shape (B, N_ctx or N, D); element i is d_i; N = (H / patch) * (W / patch), row-major.
         """
+        rows, cols = self.patch_embed.dynamic_feat_size(images.shape[-2:])
         x = self.patch_embed(images)  # (B, N, D)
-        rope = self.rope  # (N, 2*hd), broadcast over batch and heads
+        rope = self.rope_for(rows, cols)  # (N, 2*hd), broadcast over batch and heads
         if keep is not None:
             x = gather_tokens(x, keep)  # (B, N_ctx, D)
-            rope = gather_tokens(self.rope, keep).unsqueeze(1)  # (B, 1, N_ctx, 2*hd)
+            rope = gather_tokens(rope, keep).unsqueeze(1)  # (B, 1, N_ctx, 2*hd)
         hidden = []
         for block in self.blocks:
             x = block(x, rope=rope)

@@ -1,0 +1,178 @@
+"""Take a trained encoder anywhere: a folder with safetensors weights, a config JSON and a model card.
+
+    <out>/model.safetensors   the encoder's state dict (no pickle anywhere)
+    <out>/encoder.json        the run's config, which encoder, step, git SHA, and timm Eva kwargs
+    <out>/README.md           the model card: run id, config, git SHA, the run's results beside the write-up's
+    <out>/results.json        the run's result records (when the results folder has some)
+
+`load_encoder(path)` rebuilds the encoder from such a folder alone (no run directory): an nn.Module
+that returns the hidden state after every block for images of any whole-patch size. `timm_encoder(path)`
+builds the same network as timm's `Eva` (RoPE "cat" layout, qkv bias, no layer scale, no class
+token, no absolute positions, no final norm, dynamic image size) with identical outputs; per-depth
+features then come from `eva.forward_intermediates(x, output_fmt="NLC", intermediates_only=True)`.
+`push_to_hub` uploads the folder with huggingface_hub.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+from timm.models.eva import Eva
+from torch import nn
+
+from .config import Config, config_changes, config_from_dict
+from .engine import load_encoders
+from .eval.results import RESULTS_DIR, comparable_row, load_results, load_writeup
+from .files import write_atomic, write_json
+from .method import VisionTransformer
+from .method.encoder import LayerNorm
+from .provenance import provenance
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "encoder.json"
+CARD_FILE = "README.md"
+RESULTS_FILE = "results.json"
+FORMAT = "cijepa-lite encoder"
+WHICH = ("teacher", "student")
+
+
+def eva_kwargs(cfg: Config) -> dict:
+    """Keyword arguments of `timm.models.eva.Eva` for the kit's encoder (norm_layer aside: timm's default
+    LayerNorm already has eps 1e-6). A plain JSON dict, written into encoder.json for users without the kit."""
+    return dict(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=0,
+                global_pool="", embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+                mlp_ratio=cfg.mlp_ratio, qkv_bias=True, attn_type="rope", init_values=None, class_token=False,
+                use_abs_pos_emb=False, use_rot_pos_emb=True, rope_type="cat", rope_temperature=cfg.rope_base,
+                use_post_transformer_norm=False, use_fc_norm=False, dynamic_img_size=True)
+
+
+def export_encoder(run_dir: str | Path, out: str | Path, which: str = "teacher",
+                   results_dir: str | Path = RESULTS_DIR) -> Path:
+    """Write the newest checkpoint's `which` encoder of `run_dir` into the folder `out`; returns `out`.
+
+    Args:
+        run_dir: a pretraining run directory.
+        out: the export folder (made if missing; files in it are replaced atomically).
+        which: "teacher" (the EMA encoder the write-up probes) or "student".
+        results_dir: where the run's result JSONs are looked up for the card (results/runs/*.json).
+    """
+    if which not in WHICH:
+        raise ValueError(f"--which {which!r}: expected one of {WHICH}")
+    encoders, ckpt = load_encoders(run_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in encoders[which].state_dict().items()}
+    meta = {"format": FORMAT, "run_id": ckpt.config.run_id, "which": which, "step": ckpt.step,
+            "git_sha": ckpt.meta.get("git_sha"), "export_provenance": provenance(), "config": ckpt.config.to_dict(),
+            "timm_eva_kwargs": eva_kwargs(ckpt.config)}
+    write_atomic(out / WEIGHTS_FILE, lambda f: f.write(_safetensors_bytes(state, meta)))
+    write_json(out / CONFIG_FILE, meta)
+    records = run_results(ckpt.config, ckpt.step, results_dir)
+    if records:
+        write_json(out / RESULTS_FILE, records)
+    text = model_card(meta, records).encode()
+    write_atomic(out / CARD_FILE, lambda f: f.write(text))
+    return out
+
+
+def _safetensors_bytes(state: dict[str, torch.Tensor], meta: dict) -> bytes:
+    return save(state, metadata={"format": "pt", "run_id": meta["run_id"], "which": meta["which"],
+                                 "step": str(meta["step"])})
+
+
+def run_results(cfg: Config, step: int, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    """Result records of this run's config at this checkpoint step (any probe, any encoder)."""
+    if not (Path(results_dir) / "runs").is_dir():
+        return []
+    return [r for r in load_results(results_dir) if r["run_id"] == cfg.run_id and r["pretrain"]["step"] == step
+            and not config_changes(cfg, config_from_dict(r["config"]))]
+
+
+def model_card(meta: dict, records: list[dict]) -> str:
+    """The folder's README.md: what the weights are, how to load them, and the run's numbers beside the write-up's."""
+    cfg = meta["config"]
+    writeup = {w["run_id"]: w["top1"] for w in load_writeup()}
+    # the write-up's number only beside a run of its row's recipe (eval.results.comparable_row)
+    rows = [f"| {r['probe']['name']} ({r['probe']['encoder']}) | {r['dataset']} | {r['top1']:.2f} | "
+            f"{writeup.get(comparable_row(r), '- (not its recipe)')} |" for r in records]
+    table = ("| probe | dataset | kit top-1 (%) | write-up top-1 (%) |\n|---|---|---|---|\n" + "\n".join(rows)
+             if rows else "No result JSON of this checkpoint was found when it was exported.")
+    return f"""---
+library_name: timm
+pipeline_tag: image-feature-extraction
+tags: [cijepa-lite, cI-JEPA, I-JEPA, self-supervised, vision-transformer, rope]
+---
+# cijepa-lite encoder: {meta['run_id']} ({meta['which']}, step {meta['step']})
+
+The {'EMA teacher' if meta['which'] == 'teacher' else 'online student'} of a cI-JEPA pretraining run of
+[cijepa-lite](https://github.com/cijepa-lite/cijepa-lite), run id `{meta['run_id']}`:
+a ViT {cfg['depth']}x{cfg['embed_dim']} (patch {cfg['patch_size']}, trained at {cfg['img_size']} px) with 2-D axial
+RoPE (base {cfg['rope_base']}), qkv bias, no layer scale, no class token and no final LayerNorm. It returns the hidden state after every
+block and runs on images of any size made of whole {cfg['patch_size']}-px patches.
+
+- git SHA of the pretraining: `{meta['git_sha']}`; exported at `{meta['export_provenance']['git_sha']}`
+- weights: `{WEIGHTS_FILE}` (safetensors); config: `{CONFIG_FILE}` (the run's whole config)
+
+```python
+from cijepa_lite import load_encoder
+encoder = load_encoder("path/to/this/folder")  # hidden = encoder(images): one (B, N, D) per block
+```
+or with timm alone: `timm.models.eva.Eva(**config["timm_eva_kwargs"])`, `load_state_dict` of the safetensors
+file, then `eva.forward_intermediates(images, output_fmt="NLC", intermediates_only=True)`.
+
+## Results of this checkpoint (val top-1; the write-up's number is for its ViT-B/16 on ImageNet-100)
+
+{table}
+
+## Config
+
+```json
+{json.dumps(cfg, indent=1)}
+```
+"""
+
+
+def load_encoder(path: str | Path, device: torch.device | str | None = None) -> VisionTransformer:
+    """The encoder saved in an export folder, in eval mode: `encoder(images)` is the list of every block's output.
+
+    Args:
+        path: an export folder (or its model.safetensors).
+    """
+    folder = _folder(path)
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    encoder = VisionTransformer(config_from_dict(meta["config"]))
+    encoder.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    return encoder.to(device or "cpu").eval()
+
+
+def timm_encoder(path: str | Path) -> nn.Module:
+    """The exported encoder as timm's Eva (same weights, same outputs), in eval mode."""
+    folder = _folder(path)
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    eva = Eva(**meta["timm_eva_kwargs"], norm_layer=LayerNorm)
+    eva.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    return eva.eval()
+
+
+def _folder(path: str | Path) -> Path:
+    path = Path(path)
+    folder = path.parent if path.name == WEIGHTS_FILE else path
+    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{folder} is not an exported encoder (needs {WEIGHTS_FILE} and {CONFIG_FILE}): "
+                                "write one with python -m cijepa_lite export --run RUN --out DIR")
+    return folder
+
+
+def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
+    """Upload an export folder to the Hugging Face Hub model repo `repo_id` (made if missing); returns its URL."""
+    from huggingface_hub import HfApi
+
+    folder = _folder(folder)
+    run_id = json.loads((folder / CONFIG_FILE).read_text())["run_id"]
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                      commit_message=f"cijepa-lite export of {run_id}")
+    return f"https://huggingface.co/{repo_id}"
