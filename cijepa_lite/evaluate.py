@@ -12,27 +12,40 @@ from .eval.probe import ProbeRecipe, linear_probe
 from .eval.results import make_result
 
 PROBES = ("recipe", "logreg")  # the write-up's AdamW probe; the converged logistic regression
+RECIPE_MIN_WIDTH = 384  # narrower encoders get the logistic probe under "auto": the recipe does not converge (SPEC 10)
+
+
+def choose_probe(probe: str, embed_dim: int) -> tuple[str, str]:
+    """The probe to run and why: "auto" is the write-up's recipe from width RECIPE_MIN_WIDTH up, else logreg."""
+    if probe != "auto":
+        return probe, "as asked"
+    if embed_dim >= RECIPE_MIN_WIDTH:
+        return "recipe", f"auto: the write-up's recipe (width {embed_dim} >= {RECIPE_MIN_WIDTH})"
+    return "logreg", (f"auto: width {embed_dim} < {RECIPE_MIN_WIDTH}, where the write-up's AdamW recipe does not "
+                      "converge; --probe recipe runs it anyway")
 ENCODERS = ("teacher", "student")
 
 
-def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "teacher", per_depth: bool = False,
+def evaluate_run(run_dir: str | Path, *, probe: str = "auto", encoder: str = "teacher", per_depth: bool = False,
                  seed: int = 0, recipe: ProbeRecipe = ProbeRecipe(), num_workers: int | None = None,
                  device: torch.device | None = None, progress: bool = True) -> dict:
     """Probe a run's frozen encoder on its dataset's val split; the record's top1 is the last block's.
 
     Args:
         run_dir: a pretraining run directory (checkpoints/ inside).
-        probe: "recipe" (the write-up's, SPEC 7) or "logreg" (converged logistic regression).
+        probe: "recipe" (the write-up's, SPEC 7), "logreg" (converged logistic regression) or "auto"
+            (choose_probe: recipe for ViT-B-sized encoders, logreg for small ones); the record says which and why.
         encoder: "teacher" (the write-up's) or "student".
         per_depth: also probe every collected depth (one encoder pass per batch).
         num_workers: data-loader workers (default: the run's config).
     """
-    if probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}; expected one of {PROBES}")
+    if probe not in PROBES + ("auto",):
+        raise ValueError(f"unknown probe {probe!r}; expected one of {PROBES + ('auto',)}")
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; expected one of {ENCODERS}")
     encoders, ckpt = load_encoders(run_dir)
     cfg = ckpt.config
+    probe, why = choose_probe(probe, cfg.embed_dim)
     last = cfg.depth - 1
     depths = tuple(sorted({*cfg.collected_depths, last})) if per_depth else (last,)
     train, val = (open_source(cfg.dataset, s, cfg.img_size, cfg.data_dir) for s in ("train", "val"))
@@ -44,5 +57,5 @@ def evaluate_run(run_dir: str | Path, *, probe: str = "recipe", encoder: str = "
     else:
         out = logistic_probe(encoders[encoder], train, val, cfg.img_size, **kw)
         details = {k: out[k] for k in ("C", "converged")}
-    described = {"name": probe, "encoder": encoder, "train_top1": out["train_top1"], **details}
+    described = {"name": probe, "chosen": why, "encoder": encoder, "train_top1": out["train_top1"], **details}
     return make_result(cfg, ckpt.info(), described, out["top1"][f"d{last}"], out["top1"] if per_depth else {})

@@ -1,6 +1,10 @@
 """The pretrain notebook in smoke mode survives a disconnect: killed mid-run, Run all again resumes it
-and ends with the same weights as an uninterrupted run. (nbval runs every notebook once as well.)"""
+and ends with the same weights as an uninterrupted run; a custom alpha/beta typed into its parameters cell
+is what Run all trains, in a folder named after it. (nbval runs every notebook once as well, 60 s per cell,
+and checks there that every figure cell displayed a PNG: notebooks/conftest.py.)"""
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,18 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PRETRAIN = ROOT / "notebooks" / "02_pretrain.ipynb"
 # Each kernel talks over IPC sockets in its own folder: two kernels started at once over TCP can draw the
-# same free port, and one of them then waits forever for a reply that went to the other.
+# same free port, and one of them then waits forever for a reply that went to the other. Every cell must finish
+# within CELL_TIMEOUT_S (nbclient raises CellTimeoutError naming the cell).
+CELL_TIMEOUT_S = 60
 RUNNER = ("import sys, nbformat, nbclient, jupyter_client; nb = nbformat.read(sys.argv[1], as_version=4); "
           "km = jupyter_client.KernelManager(kernel_name='python3', transport='ipc', ip=sys.argv[4]); "
-          "nbclient.NotebookClient(nb, km=km, timeout=900, "
+          f"nbclient.NotebookClient(nb, km=km, timeout={CELL_TIMEOUT_S}, "
           "resources={'metadata': {'path': sys.argv[2]}}).execute(); nbformat.write(nb, sys.argv[3])")
 
 
-def start(folder: Path) -> subprocess.Popen:
+def start(folder: Path, notebook: Path = PRETRAIN) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CIJEPA_SMOKE": "1", "CIJEPA_WORKDIR": str(folder / "work"),
            "CIJEPA_STORAGE": str(folder / "drive"), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", RUNNER, str(PRETRAIN), str(PRETRAIN.parent), str(folder / "out.ipynb"),
+    return subprocess.Popen([sys.executable, "-c", RUNNER, str(notebook), str(PRETRAIN.parent), str(folder / "out.ipynb"),
                              str(folder / "kernel")],
                             env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -93,3 +99,19 @@ def test_pretrain_notebook_resumes_after_a_kill_with_the_same_final_weights(tmp_
             assert value.equal(b[part][key]), f"{part}.{key}"
     for key, value in a["optimizer"]["state"].items():
         assert all(v.equal(b["optimizer"]["state"][key][k]) for k, v in value.items())
+
+
+def test_a_custom_alpha_beta_typed_into_the_parameters_cell_is_what_run_all_trains(tmp_path):
+    nb = nbformat.read(PRETRAIN, as_version=4)
+    params = next(c for c in nb.cells if c.cell_type == "code" and "#@title Parameters" in c.source)
+    for name, value in (("ALPHA", "0.30"), ("BETA", "0.90")):  # as a user edits the Colab form
+        params.source, n = re.subn(rf'^{name} = "[^"]*"', f'{name} = "{value}"', params.source, flags=re.M)
+        assert n == 1, name
+    edited = tmp_path / "02_custom.ipynb"
+    nbformat.write(nb, edited)
+    finish(start(tmp_path, edited))
+    runs = [p.name for p in (tmp_path / "work" / "runs").iterdir()]
+    assert runs == ["custom-D1-5-rows2-a0.30-b0.90"]  # never a table row's folder
+    saved = json.loads((tmp_path / "work" / "runs" / runs[0] / "config.json").read_text())
+    assert (saved["all_to_last_weight"], saved["last_to_last_weight"]) == (0.3, 0.9)
+    assert RunDir(tmp_path / "work" / "runs" / runs[0]).latest().config.last_to_last_weight == 0.9
