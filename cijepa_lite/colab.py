@@ -123,7 +123,7 @@ def smoke_config(cfg: Config, data_dir: Path) -> Config:
     from .picker import supervision_config
 
     tiny = replace(PRESETS["tiny"], run_id=cfg.run_id, dataset=str(data_dir), epochs=1, batch_size=64, base_batch=64,
-                   log_every=2, ckpt_minutes=0.0, num_workers=0)
+                   log_every=2, ckpt_minutes=0.0, num_workers=0, knn_every_epochs=None)  # one epoch: no kNN due
     return supervision_config(tiny, cfg.collect_from, cfg.intermediate_rows, cfg.all_to_last_weight,
                               cfg.last_to_last_weight)
 

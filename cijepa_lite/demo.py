@@ -129,7 +129,7 @@ def _record(cfg: Config, run: dict, summary: dict) -> dict:
              "probe": p, "top1": reads[w][p], "per_depth": reads[w]["logreg_per_depth"] if p == "logreg" else {}}
             for w in reads for p in ("logreg", "knn")]
     rows += [{"label": f"random init seed {s}", "model": f"random-init seed {s}", "encoder": "student = teacher",
-              "probe": p, "top1": r[p], "per_depth": {}}
+              "probe": p, "top1": r[p], "per_depth": r["logreg_per_depth"] if p == "logreg" else {}}
              for s, r in summary["random"].items() for p in ("logreg", "knn")]
     if "recipe" in run:
         rows += [{"label": "teacher, write-up recipe", "model": "pretrained", "encoder": "teacher", "probe": "recipe",

@@ -27,10 +27,11 @@ def plot_table(records: list[dict], writeup: list[dict]) -> Figure:
                   label="write-up (ImageNet-100, ViT-B/16)")
     ax.bar_label(bars, [f"{w['epochs']}" for w in writeup], fontsize=6, padding=1)
     done = [i for i, rid in enumerate(ids) if rid in kit]
-    bars = ax.bar([i + 0.2 for i in done], [kit[ids[i]]["top1"] for i in done], 0.4, color=KIT_COLOUR,
-                  label="this kit (same recipe)")
-    ax.bar_label(bars, [f"{kit[ids[i]]['pretrain'].get('epochs_done') or 0:.0f}" for i in done], fontsize=6,
-                 padding=1)
+    if done:
+        bars = ax.bar([i + 0.2 for i in done], [kit[ids[i]]["top1"] for i in done], 0.4, color=KIT_COLOUR,
+                      label="this kit (same recipe)")
+        ax.bar_label(bars, [f"{kit[ids[i]]['pretrain'].get('epochs_done') or 0:.0f}" for i in done], fontsize=6,
+                     padding=1)
     ax.set_xticks(list(x), ids, rotation=45, ha="right")
     ax.set_ylabel("val top-1 (%), axis from 0")
     ax.set_ylim(0, 100)
@@ -72,8 +73,9 @@ def plot_depths(record: dict) -> Figure:
     _random_reference(ax, record)
     ax.set_xlabel("block (d_k)")
     ax.set_ylabel("val top-1 (%)")
-    ax.set_title(f"{record['run_id']} on {record['dataset']}, step {record['pretrain']['step']}: "
+    ax.set_title(f"{record['run_id']} on {Path(str(record['dataset'])).name}, step {record['pretrain']['step']}: "
                  "accuracy vs depth", fontsize=9)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     return fig
 
@@ -120,9 +122,10 @@ def plot_curves(run_dir: str | Path) -> Figure:
         loss.plot([r["step"] for r in got], [r["rows"][name] for r in got], linewidth=0.8, label=f"row {name}")
     loss.legend(fontsize=7)
     panel(loss, _loss_title(cfg), True)
-    knn_off = cfg is not None and cfg.get("knn_every_epochs") is None
-    panel(knn, "kNN top-1 (%), EMA teacher", series(knn, "knn_top1", "o-", color="C1", label="kNN top-1"),
-          "kNN off in this run (knn_every_epochs=None)" if knn_off else "not logged yet")
+    every = cfg.get("knn_every_epochs") if cfg else None
+    why = ("not logged yet" if cfg is None else "kNN off in this run (knn_every_epochs=None)" if every is None
+           else f"kNN every {every:g} epochs: none logged yet")
+    panel(knn, "kNN top-1 (%), EMA teacher", series(knn, "knn_top1", "o-", color="C1", label="kNN top-1"), why)
     drawn = series(collapse, "teacher_std", color="C2", label="teacher std")
     drawn |= series(collapse.twinx(), "rankme", color="C3", label="RankMe")
     panel(collapse, "collapse monitors", drawn)
