@@ -41,21 +41,62 @@ def _probe(args: argparse.Namespace) -> int:
                           progress=not args.no_progress, random_init=args.random_init)
     path = write_result(record, args.results)
     depths = "".join(f"\n  {k}: {v:.2f}" for k, v in record["per_depth"].items())
-    print(f"{record['run_id']} step {record['pretrain']['step']}, {args.probe} probe on the {args.encoder}: "
+    print(f"{record['run_id']} step {record['pretrain']['step']}, {record['probe']['name']} probe "
+          f"({record['probe']['chosen']}) on the {args.encoder}: "
           f"top-1 {record['top1']:.2f}%{depths}\nwrote {path}")
     return 0
 
 
 def _table(args: argparse.Namespace) -> int:
+    """Print the table; draw figures into --figures, or only the --runs' curves into each run's figures/."""
     from .eval.results import load_results, results_table
+    from .plots import save_curves, save_figures
 
+    if not Path(args.results).is_dir():
+        print(f"table: no results folder {args.results} (give --results DIR, the folder `probe --results DIR` wrote)",
+              file=sys.stderr)
+        return 1
+    try:
+        runs = _run_dirs(args.runs)
+    except FileNotFoundError as e:
+        print(f"table: {e}", file=sys.stderr)
+        return 1
     records = load_results(args.results)
     print(results_table(records))
-    if args.figures:
-        from .plots import save_figures
+    paths = save_figures(args.figures, records, run_dirs=runs) if args.figures else save_curves(runs)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
 
-        for path in save_figures(args.figures, records, run_dirs=args.runs):
-            print(f"wrote {path}")
+
+def _run_dirs(paths: list[str]) -> list[Path]:
+    """Run folders (with a metrics log): each path itself, or the run folders directly inside it."""
+    from .engine import RunDir
+
+    found = []
+    for path in map(Path, paths):
+        inside = sorted(p for p in path.iterdir() if RunDir(p).metrics_file.exists()) if path.is_dir() else []
+        if RunDir(path).metrics_file.exists():
+            found.append(path)
+        elif inside:
+            found += inside
+        else:
+            raise FileNotFoundError(f"{path} is neither a run folder (with {RunDir(path).metrics_file.name}) "
+                                    "nor a folder of run folders")
+    return found
+
+
+def _config_keys(args: argparse.Namespace) -> int:
+    """Print every Config field of a preset: key = value  # its comment (the keys pretrain accepts as key=value)."""
+    import inspect
+    import re
+
+    from .config import Config
+
+    comments = dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.*)$", inspect.getsource(Config), re.M))
+    values = _config(args.preset, args.overrides).to_dict()
+    for key, value in values.items():
+        print(f"{key} = {value!r}" + (f"  # {comments[key]}" if key in comments else ""))
     return 0
 
 
@@ -176,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cijepa_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("pretrain", help="pretrain a preset; rerunning the same command resumes")
+    p = sub.add_parser("pretrain", help="pretrain a preset; rerunning the same command resumes",
+                       epilog="Every Config field is a key=value override; list them with their meaning and "
+                              "the preset's values: python -m cijepa_lite config --preset ID")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="a run id of the write-up's table, or tiny")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.json)")
     p.add_argument("--steps", type=int, default=None, help="stop after this global step (the schedule is unchanged)")
@@ -185,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields, e.g. all_to_last_weight=0.5")
     p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("config", help="list every Config key with the preset's value and its meaning")
+    p.add_argument("--preset", default="R-A05-B08", choices=sorted(PRESETS), help="a run id of the table, or tiny")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields to change first")
+    p.set_defaults(func=_config_keys)
 
     p = sub.add_parser("data", help="download ImageNet-100 or read local parquet / an image folder, "
                                     "and prepare the fast local cache (or --bench the input pipeline)")
@@ -197,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probe every block d_0..d_last of the encoder (one pass per batch), also for L200/L300")
     p.add_argument("--random-init", action="store_true",
                    help="also probe a random-init encoder of the same shape (a reference line; twice the cost)")
-    p.add_argument("--probe", default="recipe", choices=["recipe", "logreg"],
-                   help="recipe: the write-up's AdamW probe; logreg: converged logistic regression (small models)")
+    p.add_argument("--probe", default="auto", choices=["auto", "recipe", "logreg"],
+                   help="recipe: the write-up's AdamW probe; logreg: converged logistic regression; auto (default): "
+                        "recipe from width 384 up, logreg below (the recipe does not converge there)")
     p.add_argument("--encoder", default="teacher", choices=["teacher", "student"], help="which encoder to freeze")
     p.add_argument("--epochs", type=int, default=10, help="probe epochs (the write-up's: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe's data order, augmentation and init")
@@ -210,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="the write-up's table with the kit's measured numbers beside it")
     p.add_argument("--results", default="results", help="results directory")
     p.add_argument("--figures", default=None, help="also write PNG figures into this directory")
-    p.add_argument("--runs", nargs="*", default=[], help="run directories whose training curves to plot")
+    p.add_argument("--runs", nargs="*", default=[],
+                   help="run folders (or a folder of them) whose training curves to draw: into --figures, or "
+                        "without it into each run's figures/curves.png")
     p.set_defaults(func=_table)
 
     b = sub.add_parser("bench", help="time I-JEPA and a cI-JEPA preset side by side (step time, FLOPs, memory)")
@@ -246,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the tiny preset's epochs")
     p.add_argument("--no-baseline", action="store_true", help="skip the I-JEPA baseline run")
     p.add_argument("--recipe", action="store_true", help="also run the write-up's AdamW probe (not converged here)")
-    p.add_argument("--results", default=None, help="results directory (default ./results; JSONs go to its runs/)")
+    p.add_argument("--results", default=None, help="results directory (default OUT/results, untracked; "
+                   "`--results results` writes the repository's tracked results/runs/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
 

@@ -41,6 +41,9 @@ def workdir() -> Path:
     return path
 
 
+_TOLD: set[Path] = set()  # local stand-ins for Drive already announced in this process (one line per notebook)
+
+
 def storage(subdir: str = "cijepa-lite") -> Path:
     """Persistent storage that outlives a Colab session: Google Drive there, a local folder elsewhere.
 
@@ -53,7 +56,8 @@ def storage(subdir: str = "cijepa-lite") -> Path:
         path = Path("/content/drive/MyDrive") / subdir
     else:
         path = Path(os.environ.get(STORAGE_ENV, workdir() / "storage")).expanduser().resolve() / subdir
-        if not in_colab():
+        if not in_colab() and path not in _TOLD:
+            _TOLD.add(path)
             print(f"Not in Colab: Google Drive steps skipped; using the local folder {path} instead.")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -119,7 +123,7 @@ def smoke_config(cfg: Config, data_dir: Path) -> Config:
     from .picker import supervision_config
 
     tiny = replace(PRESETS["tiny"], run_id=cfg.run_id, dataset=str(data_dir), epochs=1, batch_size=64, base_batch=64,
-                   log_every=2, ckpt_minutes=0.0, num_workers=0)
+                   log_every=2, ckpt_minutes=0.0, num_workers=0, knn_every_epochs=None)  # one epoch: no kNN due
     return supervision_config(tiny, cfg.collect_from, cfg.intermediate_rows, cfg.all_to_last_weight,
                               cfg.last_to_last_weight)
 
@@ -129,6 +133,49 @@ def pretrain_config(picked: Config, smoke: bool, data_dir: Path, mirror_dir: Pat
     with this session's paths. Resuming follows `train()`'s one policy (engine.rundir.resolve_config)."""
     fresh = smoke_config(picked, data_dir) if smoke else picked
     return replace(fresh, mirror_dir=str(mirror_dir), data_dir=None if smoke else str(data_dir))
+
+
+def pretrain_run(picked: Config, smoke: bool, data_dir: Path, name: str = "") -> tuple[Config, Path]:
+    """The config and local run folder for `picked`: the folder is `name`, else named after the supervision
+    actually trained (picker.run_name: a table row's id only when it is that row); Drive keeps the mirror."""
+    from .picker import run_name
+
+    trained = smoke_config(picked, data_dir) if smoke else picked
+    name = name or run_name(trained)
+    cfg = pretrain_config(replace(picked, run_id=name), smoke, data_dir, storage() / "runs" / name)
+    return cfg, workdir() / "runs" / name
+
+
+def picker(cfg: Config):
+    """The alpha/beta picker on `cfg`'s supervision, or None in a headless run (smoke mode outside Colab),
+    which shows the weight matrix as a still figure instead and opens no widget (nothing can wait on a frontend)."""
+    from IPython.display import display
+
+    from .picker import AlphaBetaPicker, weights_figure
+
+    if smoke_mode() and not in_colab():
+        show(weights_figure(cfg), workdir() / "figures" / f"weights-{cfg.run_id}.png")
+        return None
+    chooser = AlphaBetaPicker(cfg)
+    display(chooser.widget)
+    return chooser
+
+
+def show(fig, path: str | Path) -> Path:
+    """Save `fig` (a matplotlib Figure) as the PNG `path` and display that PNG in the notebook; returns `path`.
+
+    Displaying the saved bytes works in Colab, Jupyter and headless runners alike, whatever the
+    matplotlib backend, and what is shown is exactly what is on disk.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)  # a pyplot-managed figure would otherwise be drawn a second time by the inline backend
+    display(Image(filename=str(path)))
+    return path
 
 
 def describe(cfg: Config) -> str:
@@ -144,26 +191,34 @@ def describe(cfg: Config) -> str:
 
 
 class LivePlot:
-    """An `on_log` callback for train(): redraws the run's curves in place every `every` logged rows."""
+    """An `on_log` callback for train(): redraws the run's curves in place every `every` logged rows
+    (saved as the run's figures/curves.png and shown from there)."""
 
     def __init__(self, run_dir: str | Path, every: int = 5):
         self.run_dir, self.every, self.rows, self.handle = Path(run_dir), every, 0, None
 
     def __call__(self, row: dict) -> None:
-        import matplotlib.pyplot as plt
-        from IPython.display import display
+        from IPython.display import Image, display
 
         from .plots import plot_curves
 
         self.rows += 1
         if self.rows % self.every:
             return
-        fig = plot_curves(self.run_dir)
+        path = figure_path(self.run_dir, "curves.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_curves(self.run_dir).savefig(path, dpi=110)
         if self.handle is None:
-            self.handle = display(fig, display_id=True)
+            self.handle = display(Image(filename=str(path)), display_id=True)
         else:
-            self.handle.update(fig)
-        plt.close(fig)
+            self.handle.update(Image(filename=str(path)))
+
+
+def figure_path(run_dir: str | Path, name: str) -> Path:
+    """Where a figure of a run is saved (the run directory's figures/ folder)."""
+    from .engine import RunDir
+
+    return RunDir(run_dir).figure_file(name)
 
 
 def sample_grid(cache: str | Path, n: int = 16, split: str = "train"):

@@ -10,7 +10,9 @@ shape (3 seeds), under the same probes on the held-out val split:
 - with --recipe, the write-up's probe itself (probe.py) on the teachers and random seed 0: on digits it
   has only 6 steps per epoch and stays near chance (measured: 14.8% teacher, 10.0% random init).
 A gain counts only if it exceeds max(3 x the random-init range over its seeds, 5 points) (SPEC 10).
-Rerunning with the same --out resumes (or reuses) the pretraining runs.
+Rerunning with the same --out resumes (or reuses) the pretraining runs. Everything goes into --out
+(runs, figures/, results/runs/*.json, and summary.json: every readout, the random-init encoders', the bar
+and each verdict), so the demo writes nothing git tracks unless asked (`--results results`).
 """
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ from .eval.features import default_device, prepare_encoder, split_features
 from .eval.knn import knn_top1
 from .eval.logreg import fit_depths
 from .eval.probe import ProbeRecipe, linear_probe
-from .eval.results import RESULTS_DIR, make_result, results_table, write_result
+from .eval.results import make_result, results_table, write_result
+from .files import write_json
 from .method import CIJEPA
 from .plots import save_figures
 
 RANDOM_SEEDS = (0, 1, 2)
 MIN_GAIN = 5.0  # points; the bar is max(3 x random-init range, MIN_GAIN)
+SUMMARY_FILE = "summary.json"  # in the demo's --out folder, beside figures/
 
 
 def demo_configs(epochs: int | None = None, baseline: bool = True) -> dict[str, Config]:
@@ -78,7 +82,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, epochs: int | None = None, ba
         epochs: override the tiny preset's epochs (the schedules scale with it), e.g. a shorter test.
         baseline: also pretrain the I-JEPA baseline.
         recipe: also run the write-up's AdamW probe on the teachers and random seed 0.
-        results_dir: where result JSONs go (RESULTS_DIR/runs/, beside the write-up's table, by default).
+        results_dir: where result JSONs go (default out_dir/results; the repository's tracked "results"
+            only when asked).
     """
     t0, out_dir = time.time(), Path(out_dir)
     device = default_device()
@@ -100,11 +105,14 @@ def run_demo(out_dir: str | Path = "runs/demo", *, epochs: int | None = None, ba
     if recipe:
         summary["random_recipe"] = _recipe(CIJEPA(first).student, first, splits, device, progress)
     summary["wall_time_s"] = time.time() - t0
+    # every record (and its git SHA) is made before any is written: writing one must not mark the others dirty
     summary["records"] = [_record(runs[name], run, summary) for name, run in summary["runs"].items()]
     for record in summary["records"]:
-        record["file"] = str(write_result(record, results_dir or RESULTS_DIR))
+        record["file"] = str(write_result(record, out_dir / "results" if results_dir is None else results_dir))
     summary["figures"] = [str(p) for p in save_figures(out_dir / "figures", summary["records"],
                                                         run_dirs=[out_dir / name for name in runs], table=False)]
+    summary["bar"] = {"min_gain": MIN_GAIN, "rule": "gain over the random-init mean > max(3 x random range, min_gain)"}
+    summary["summary_file"] = str(write_json(out_dir / SUMMARY_FILE, summary))
     return summary
 
 
@@ -153,6 +161,6 @@ def format_summary(summary: dict) -> str:
                          f"{'PASS' if v['passed'] else 'no clear gain'}")
     others = results_table(summary["records"]).split("\n\n", 1)[-1]  # the demo's rows, apart from the write-up's
     lines += ["", others, "written: " + ", ".join(r["file"] for r in summary["records"]),
-              "figures: " + ", ".join(summary["figures"]),
+              "figures: " + ", ".join(summary["figures"]), f"summary: {summary['summary_file']}",
               f"wall time {summary['wall_time_s'] / 60:.1f} min"]
     return "\n".join(lines)

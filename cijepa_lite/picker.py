@@ -36,6 +36,51 @@ def matching_run_id(cfg: Config) -> str | None:
     return (exact or same or [None])[0]
 
 
+def form_config(run_id: str, depths: str = "", rows: str = "", alpha: str = "", beta: str = "") -> Config:
+    """The config a notebook's parameters cell asks for: `run_id`'s preset with the form's supervision fields.
+
+    Args:
+        run_id: a table row; everything but the supervision comes from its preset.
+        depths: "" (the row's), or a key of the picker's D menu, e.g. "d0..d_last".
+        rows: "" (the row's) or the number of intermediate source rows.
+        alpha, beta: "" (the row's), "unset", or a number in [0, 1].
+    """
+    base = PRESETS[run_id]
+    collect_from = base.collect_from if depths == "" else _DEPTH_SETS[depths]
+    n_rows = base.intermediate_rows if str(rows) == "" else int(rows)
+    a = _weight(alpha, base.all_to_last_weight, "ALPHA")
+    b = _weight(beta, base.last_to_last_weight, "BETA")
+    cfg = supervision_config(base, collect_from, n_rows, a, b)
+    return replace(cfg, run_id=run_name(cfg))
+
+
+def _weight(text: str | float, default: float | None, name: str) -> float | None:
+    text = str(text).strip()
+    if text == "":
+        return default
+    if text.lower() == "unset":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} = {text!r}: expected a number in [0, 1], 'unset' or '' (the run id's)") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} = {value}: expected a number in [0, 1]")
+    return value
+
+
+def run_name(cfg: Config) -> str:
+    """The run folder's name: the table row whose supervision `cfg` has, else one spelled from the supervision,
+    e.g. 'custom-D1-11-rows2-a0.30-b0.90' ('a-unset' = uniform rows, 'b-unset' = beta follows alpha)."""
+    row = matching_run_id(cfg)
+    if row is not None:
+        return row
+    d = cfg.collected_depths
+    a, b = cfg.all_to_last_weight, cfg.last_to_last_weight
+    return (f"custom-D{d[0]}-{d[-1]}-rows{cfg.intermediate_rows}-" + ("a-unset" if a is None else f"a{a:.2f}")
+            + "-" + ("b-unset" if b is None else f"b{b:.2f}"))
+
+
 def _close(a, b) -> bool:
     if a is None or b is None:
         return a is b
@@ -66,7 +111,11 @@ def weights_figure(cfg: Config):
 
 
 class AlphaBetaPicker:
-    """Widgets for D, rows, alpha and beta that redraw the weight matrix on every change."""
+    """Widgets for D, rows, alpha and beta that redraw the weight matrix on every change.
+
+    Built from the parameters cell's config, it shows the values Run all will train; after an edit it
+    prints the parameters-cell values that keep the choice through the next Run all (the form is the truth).
+    """
 
     def __init__(self, base: Config):
         import ipywidgets as w
@@ -80,23 +129,31 @@ class AlphaBetaPicker:
         self.beta_unset = w.Checkbox(value=base.last_to_last_weight is None, description="beta unset (= alpha)")
         self.beta = w.FloatSlider(value=base.last_to_last_weight or 0.5, min=0.0, max=1.0, step=0.01,
                                   description="beta")
-        self.output = w.Output()
+        self.output, self.hint = w.Output(), w.Label()
         controls = [self.depths, self.rows, self.alpha_unset, self.alpha, self.beta_unset, self.beta]
         for c in controls:
             c.observe(lambda _change: self.redraw(), names="value")
-        self.widget = w.VBox([w.HBox([w.VBox(controls), self.output])])
+        self.widget = w.VBox([w.HBox([w.VBox(controls), self.output]), self.hint])
         self.redraw()
 
     def config(self) -> Config:
-        """The base config with the picked supervision."""
+        """The base config with the picked supervision, named after it (run_name)."""
         alpha = None if self.alpha_unset.value else self.alpha.value
         beta = None if self.beta_unset.value else self.beta.value
         cfg = supervision_config(self.base, _DEPTH_SETS[self.depths.value], self.rows.value, alpha, beta)
-        return replace(cfg, run_id=matching_run_id(cfg) or "custom")
+        return replace(cfg, run_id=run_name(cfg))
+
+    def form_values(self) -> str:
+        """The parameters-cell line that trains the picked supervision on the next Run all."""
+        a = "unset" if self.alpha_unset.value else f"{self.alpha.value:.2f}"
+        b = "unset" if self.beta_unset.value else f"{self.beta.value:.2f}"
+        return f'D = "{self.depths.value}", ROWS = "{self.rows.value}", ALPHA = "{a}", BETA = "{b}"'
 
     def redraw(self) -> None:
+        """Draw the picked w[s, t] into the widget's output area and show the matching parameters-cell values."""
         from IPython.display import display
 
+        self.hint.value = f"Run all trains the parameters cell's values; to keep this choice set {self.form_values()}"
         self.output.clear_output(wait=True)
         with self.output:
             fig = weights_figure(self.config())

@@ -9,57 +9,89 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .engine import read_metrics
+from .engine import RunDir, read_config, read_metrics
 from .eval.results import comparable_row, load_results, load_writeup
+
+WRITEUP_COLOUR, KIT_COLOUR, RANDOM_COLOUR = "0.65", "C1", "0.35"
 
 
 def plot_table(records: list[dict], writeup: list[dict]) -> Figure:
-    """Bars per write-up run: the write-up's top-1 and the kit's (where a comparable run was probed)."""
+    """Bars per write-up run: the write-up's top-1 (grey, labelled with its epochs) and the kit's (orange,
+    labelled with the epochs it has done) where a comparable run was probed. The axis starts at 0."""
     kit = {comparable_row(r): r for r in records if comparable_row(r)}
     ids = [w["run_id"] for w in writeup]
-    fig = Figure(figsize=(max(6, 0.7 * len(ids)), 3.5), layout="constrained")
+    fig = Figure(figsize=(max(6, 0.7 * len(ids)), 4), layout="constrained")
     ax = fig.subplots()
     x = range(len(ids))
-    ax.bar([i - 0.2 for i in x], [w["top1"] for w in writeup], 0.4, label="write-up (200 ep., ImageNet-100)")
+    bars = ax.bar([i - 0.2 for i in x], [w["top1"] for w in writeup], 0.4, color=WRITEUP_COLOUR,
+                  label="write-up (ImageNet-100, ViT-B/16)")
+    ax.bar_label(bars, [f"{w['epochs']}" for w in writeup], fontsize=6, padding=1)
     done = [i for i, rid in enumerate(ids) if rid in kit]
-    ax.bar([i + 0.2 for i in done], [kit[ids[i]]["top1"] for i in done], 0.4, label="this kit")
-    for i in done:
-        ax.annotate(f"{kit[ids[i]]['pretrain'].get('epochs_done') or 0:.0f} ep.", (i + 0.2, kit[ids[i]]["top1"]),
-                    ha="center", va="bottom", fontsize=7)
+    if done:
+        bars = ax.bar([i + 0.2 for i in done], [kit[ids[i]]["top1"] for i in done], 0.4, color=KIT_COLOUR,
+                      label="this kit (same recipe)")
+        ax.bar_label(bars, [f"{kit[ids[i]]['pretrain'].get('epochs_done') or 0:.0f}" for i in done], fontsize=6,
+                     padding=1)
     ax.set_xticks(list(x), ids, rotation=45, ha="right")
-    ax.set_ylabel("val top-1 (%)")
-    lows = [w["top1"] for w in writeup] + [kit[ids[i]]["top1"] for i in done]
-    ax.set_ylim(max(0, min(lows) - 10), min(100, max(lows) + 5))
-    ax.legend(fontsize=8)
+    ax.set_ylabel("val top-1 (%), axis from 0")
+    ax.set_ylim(0, 100)
+    ax.set_title("ImageNet-100 linear probe: write-up vs this kit (number on a bar: epochs"
+                 + ("" if done else "; no kit run reproduced yet") + ")", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
     return fig
 
 
-def plot_depths(record: dict) -> Figure:
-    """Top-1 against the probed depth of one result (and of its readouts that have per-depth numbers)."""
-    fig = Figure(figsize=(5, 3.5), layout="constrained")
-    ax = fig.subplots()
-    series = [(f"{record['probe']['name']} ({record['probe']['encoder']})", record["per_depth"])]
-    series += [(r["label"], r["per_depth"]) for r in record.get("readouts", [])
-               if r.get("per_depth") and r["per_depth"] != record["per_depth"]]  # the headline is drawn once
-    for label, per_depth in series:
-        if per_depth:
-            depths = sorted(per_depth, key=lambda k: int(k[1:]))
-            ax.plot([int(k[1:]) for k in depths], [per_depth[k] for k in depths], marker="o", label=label)
-    ax.set_xlabel("block (d_k)")
-    ax.set_ylabel("val top-1 (%)")
-    ax.set_title(f"{record['run_id']}: accuracy vs depth", fontsize=10)
-    ax.legend(fontsize=7)
-    return fig
+def _random_rows(record: dict) -> list[dict]:
+    """The record's random-init readouts under its headline probe."""
+    return [r for r in record.get("readouts", []) if str(r.get("model", "")).startswith("random-init")
+            and r.get("probe") == record["probe"]["name"]]
 
 
 def random_reference(record: dict) -> dict[str, float]:
     """Mean over the record's random-init readouts (same probe, with per-depth numbers) per depth, or {}."""
-    refs = [r["per_depth"] for r in record.get("readouts", []) if r.get("model", "").startswith("random-init")
-            and r.get("probe") == record["probe"]["name"] and r.get("per_depth")]
+    refs = [r["per_depth"] for r in _random_rows(record) if r.get("per_depth")]
     if not refs:
         return {}
     shared = [k for k in refs[0] if all(k in ref for ref in refs)]
     return {k: sum(ref[k] for ref in refs) / len(refs) for k in shared}
+
+
+def _random_reference(ax, record: dict) -> None:
+    """Random-init encoders under the headline's probe: their mean per depth (dashed), or a line at their mean."""
+    rows = _random_rows(record)
+    if not rows:
+        return
+    label = f"random init (mean of {len(rows)})"
+    curve = random_reference(record)
+    if curve:
+        depths = sorted(curve, key=lambda k: int(k[1:]))
+        ax.plot([int(k[1:]) for k in depths], [curve[k] for k in depths], "--", color=RANDOM_COLOUR, marker=".",
+                label=label)
+    else:
+        ax.axhline(sum(r["top1"] for r in rows) / len(rows), ls="--", color=RANDOM_COLOUR, label=label + ", last block")
+
+
+def plot_depths(record: dict) -> Figure:
+    """Top-1 against the probed depth of one result (and of its readouts that have per-depth numbers),
+    with the random-init encoders' accuracy as a reference where the record has them (the demo's do)."""
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    series = [(f"{record['probe']['name']} ({record['probe']['encoder']})", record["per_depth"])]
+    series += [(r["label"], r["per_depth"]) for r in record.get("readouts", [])
+               if r.get("per_depth") and r["per_depth"] != record["per_depth"]  # the headline is drawn once
+               and not str(r.get("model", "")).startswith("random-init")]
+    for label, per_depth in series:
+        if per_depth:
+            depths = sorted(per_depth, key=lambda k: int(k[1:]))
+            ax.plot([int(k[1:]) for k in depths], [per_depth[k] for k in depths], marker="o", label=label)
+    _random_reference(ax, record)
+    ax.set_xlabel("block (d_k)")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title(f"{record['run_id']} on {Path(str(record['dataset'])).name}, step {record['pretrain']['step']}: "
+                 "accuracy vs depth", fontsize=9)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7)
+    return fig
 
 
 def plot_depth_overview(records: list[dict]) -> Figure:
@@ -87,15 +119,27 @@ def plot_depth_overview(records: list[dict]) -> Figure:
     return fig
 
 
+def _loss_title(cfg: dict | None) -> str:
+    """The loss panel's title: which objective, and that losses of different methods are not comparable."""
+    if cfg is None:
+        return "loss"
+    targets = len(range(cfg["collect_from"] % cfg["depth"], cfg["depth"]))
+    method = "I-JEPA objective, 1 target depth" if targets == 1 else f"cI-JEPA objective, {targets} target depths"
+    return f"loss ({method}):\nnot comparable with another method's loss"
+
+
 def plot_curves(run_dir: str | Path) -> Figure:
     """A run's metrics.jsonl as four panels, each titled: "loss" (total and per source row), "kNN top-1",
-    "collapse monitors" (teacher feature std, RankMe) and "schedules" (lr, EMA momentum).
+    "collapse monitors" (teacher feature std, RankMe) and "schedules" (lr, EMA momentum); the figure is
+    titled with the run id, dataset and last step.
 
-    A panel whose values were not logged (yet) says so instead of plotting.
+    A panel whose values were not logged (yet) says so; the kNN panel says when kNN is off in the run.
     """
-    rows = read_metrics(run_dir)
-    fig = Figure(figsize=(10, 6), layout="constrained")
-    fig.suptitle(Path(run_dir).name, fontsize=10)
+    rows, cfg = read_metrics(run_dir), read_config(run_dir)
+    fig = Figure(figsize=(10, 6.4), layout="constrained")
+    name = cfg["run_id"] if cfg else Path(run_dir).name
+    where = f" on {Path(str(cfg['dataset'])).name}" if cfg else ""
+    fig.suptitle(f"{name}{where}, step {rows[-1]['step'] if rows else 0} ({Path(run_dir).name}/)", fontsize=10)
     loss, knn, collapse, schedules = fig.subplots(2, 2).flat
 
     def series(ax, key, style="-", color=None, label=None, **kw):
@@ -105,19 +149,22 @@ def plot_curves(run_dir: str | Path) -> Figure:
             ax.set_ylabel(label or key, color=color)
         return bool(got)
 
-    def panel(ax, title, drawn):
+    def panel(ax, title, drawn, why="not logged yet"):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         if not drawn:
-            ax.text(0.5, 0.5, "not logged yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
+            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="0.5")
 
     series(loss, "loss", color="k", linewidth=1.5)
     for name in sorted({n for r in rows for n in r.get("rows", {})}, key=lambda n: int(n[1:]) if n[1:].isdigit() else 0):
         got = [r for r in rows if name in r.get("rows", {})]
         loss.plot([r["step"] for r in got], [r["rows"][name] for r in got], linewidth=0.8, label=f"row {name}")
     loss.legend(fontsize=7)
-    panel(loss, "loss", True)
-    panel(knn, "kNN top-1 (%), EMA teacher", series(knn, "knn_top1", "o-", color="C1", label="kNN top-1"))
+    panel(loss, _loss_title(cfg), True)
+    every = cfg.get("knn_every_epochs") if cfg else None
+    why = ("not logged yet" if cfg is None else "kNN off in this run (knn_every_epochs=None)" if every is None
+           else f"kNN every {every:g} epochs: none logged yet")
+    panel(knn, "kNN top-1 (%), EMA teacher", series(knn, "knn_top1", "o-", color="C1", label="kNN top-1"), why)
     drawn = series(collapse, "teacher_std", color="C2", label="teacher std")
     drawn |= series(collapse.twinx(), "rankme", color="C3", label="RankMe")
     panel(collapse, "collapse monitors", drawn)
@@ -197,3 +244,14 @@ def plot_inspect_curves(result: dict) -> Figure:
         ax.set_xlabel("block (d_k)")
         ax.legend(fontsize=7)
     return fig
+
+
+def save_curves(run_dirs: list[str | Path]) -> list[Path]:
+    """Write each run's training curves into the run folder itself (figures/curves.png)."""
+    paths = []
+    for run in run_dirs:
+        path = RunDir(run).figure_file("curves.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_curves(run).savefig(path, dpi=120)
+        paths.append(path)
+    return paths

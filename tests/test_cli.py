@@ -48,6 +48,15 @@ def test_parquet_to_cache_to_pretraining(tmp_path):
     assert (run / "checkpoints" / "step-00000002.pt").exists()
 
 
+def test_config_lists_every_key_with_its_meaning_and_pretrain_help_says_so():
+    from cijepa_lite.config import Config
+
+    listed = cli("config", "--preset", "R-A05-B08").stdout.splitlines()
+    assert [line.split(" = ")[0] for line in listed] == list(Config.__dataclass_fields__)
+    assert "last_to_last_weight = 0.8  # beta" in "\n".join(listed)
+    assert "python -m cijepa_lite config --preset ID" in " ".join(cli("pretrain", "--help").stdout.split())
+
+
 def test_bad_input_is_a_clear_error():
     out = cli("pretrain", "--preset", "tiny", "--out", "/tmp/x", "alpha=0.5", check=False)
     assert out.returncode != 0 and "unknown config key 'alpha'" in out.stderr
@@ -82,6 +91,15 @@ def test_probe_then_table(tmp_path, monkeypatch, capsys):
     assert "R-A05-B08-12" in printed and "NOT comparable" in printed and f"{record['top1']:.2f}" in printed
     assert {p.name for p in (tmp_path / "fig").iterdir()} == {"table.png", "depths.png", "curves-run.png",
                                                               f"depths-{path.stem}.png"}
+    assert record["probe"]["chosen"] == "as asked"
+
+    # --runs alone draws the curves into each run; a parent folder expands to the run folders inside it
+    assert main(["table", "--results", str(results), "--runs", str(tmp_path)]) == 0
+    assert f"wrote {run / 'figures' / 'curves.png'}" in capsys.readouterr().out
+    assert main(["table", "--results", str(tmp_path / "nowhere")]) == 1
+    assert main(["table", "--results", str(results), "--runs", str(results)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "no results folder" in err and "nor a folder of run folders" in err
 
 
 def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path):

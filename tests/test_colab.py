@@ -19,6 +19,8 @@ def test_outside_colab_drive_is_skipped_with_a_message(monkeypatch, tmp_path, ca
     path = colab.storage("kit")
     assert path == (tmp_path / "drive" / "kit").resolve() and path.is_dir()
     assert "Google Drive steps skipped" in capsys.readouterr().out
+    colab.storage("kit")
+    assert capsys.readouterr().out == ""  # once per notebook (kernel), not at every call
     assert "smoke mode" in colab.status()
 
 
@@ -31,3 +33,15 @@ def test_user_images_are_a_folder_or_generated_screenshots(monkeypatch, tmp_path
     assert colab.user_images(str(tmp_path), smoke=False) == tmp_path
     with pytest.raises(FileNotFoundError, match="IMAGES_DIR /nowhere: no such folder"):
         colab.user_images("/nowhere", smoke=False)
+
+
+def test_show_saves_the_png_and_displays_it(tmp_path, monkeypatch):
+    from IPython import display as ipd
+    from matplotlib.figure import Figure
+
+    shown = []
+    monkeypatch.setattr(ipd, "display", lambda obj, **kw: shown.append(obj))
+    fig = Figure()
+    fig.subplots().plot([0, 1])
+    path = colab.show(fig, tmp_path / "a" / "f.png")
+    assert path.read_bytes()[:4] == b"\x89PNG" and shown[0].data == path.read_bytes()

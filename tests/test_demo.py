@@ -43,3 +43,44 @@ def test_short_demo_beats_random_init_by_more_than_the_bar(tmp_path, capsys):
     assert set(record["per_depth"]) == {f"d{d}" for d in range(record["config"]["depth"])}
     assert "PASS" in printed and "NOT comparable with the write-up" in printed
     assert record["config"]["epochs"] == EPOCHS and record["config"]["dataset"] == "digits"
+
+
+def test_the_demo_writes_only_inside_its_out_folder_and_leaves_git_clean(tmp_path, monkeypatch):
+    """With its defaults the demo writes runs, results, figures and summary.json under --out only (a short
+    run: 1 epoch on 64 images, a stand-in readout), and the repository's tracked files do not change."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from torch.utils.data import Subset
+
+    from cijepa_lite import demo
+    from cijepa_lite.data.sources import Digits
+
+    root = Path(demo.__file__).resolve().parents[1]
+    status = lambda: subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,  # noqa: E731
+                                    text=True).stdout
+    before = status()
+
+    def small(dataset, split, size, data_dir=None):
+        subset = Subset(Digits(split, size), range(64))
+        subset.classes = Digits.classes
+        return subset
+
+    fake = {"logreg": 50.0, "logreg_per_depth": {"d0": 40.0, "d5": 50.0}, "knn": 30.0}
+    monkeypatch.setattr(demo, "open_source", small)
+    monkeypatch.setattr(demo, "readout", lambda *a, **k: dict(fake))
+    monkeypatch.setattr(demo, "demo_configs", lambda epochs, baseline: {
+        "cijepa": get_config("tiny", epochs=1, batch_size=32, base_batch=32, dataset="digits", knn_every_epochs=None)})
+    original_train = demo.train
+    monkeypatch.setattr(demo, "train", lambda cfg, path, progress: original_train(cfg, path, source=small(
+        "digits", "train", cfg.img_size), progress=False))
+    monkeypatch.chdir(tmp_path)
+    summary = demo.run_demo(progress=False)
+    written = {p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {("runs", "demo")}
+    saved = json.loads((tmp_path / "runs" / "demo" / demo.SUMMARY_FILE).read_text())
+    assert set(saved) >= {"random", "runs", "records", "bar", "figures"}
+    assert saved["runs"]["cijepa"]["judged"]["teacher/knn"] == summary["runs"]["cijepa"]["judged"]["teacher/knn"]
+    assert [Path(r["file"]).parent for r in summary["records"]] == [Path("runs/demo/results/runs")]
+    assert status() == before

@@ -42,3 +42,29 @@ def test_picker_widgets_drive_the_config():
     assert picker.config().run_id is not None and picker.config().intermediate_rows == 0
     picker.depths.value = "d_last only (I-JEPA)"
     assert picker.config().collected_depths == (11,)
+
+
+def test_the_parameters_cell_is_the_source_of_truth_and_names_the_run():
+    from cijepa_lite.picker import form_config, run_name
+
+    assert form_config("R-A05-B08") == get_config("R-A05-B08")  # empty fields: the row itself, in its folder
+    custom = form_config("R-A05-B08", alpha="0.30", beta="0.90")
+    assert (custom.all_to_last_weight, custom.last_to_last_weight) == (0.3, 0.9)
+    assert custom.run_id == "custom-D1-11-rows2-a0.30-b0.90"
+    assert form_config("R-A05-B08", beta="1.0").run_id == "R-A05-B10"  # equal to another row: that row's name
+    assert form_config("R-A05-B08", alpha="unset", rows="0").run_id == "R-A.-B08"
+    assert run_name(form_config("R-U", depths="d0..d_last", alpha="unset", beta="unset")) == \
+        "custom-D0-11-rows2-a-unset-b-unset"
+    with pytest.raises(ValueError, match="ALPHA = 'half'"):
+        form_config("R-A05-B08", alpha="half")
+    with pytest.raises(ValueError, match="BETA = 1.5"):
+        form_config("R-A05-B08", beta="1.5")
+
+
+def test_the_picker_shows_the_form_values_and_says_how_to_keep_an_edit():
+    from cijepa_lite.picker import form_config
+
+    picker = AlphaBetaPicker(form_config("R-A05-B08", alpha="0.30", beta="0.90"))
+    assert picker.config().run_id == "custom-D1-11-rows2-a0.30-b0.90"
+    picker.beta.value = 0.8
+    assert 'ALPHA = "0.30", BETA = "0.80"' in picker.hint.value

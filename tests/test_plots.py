@@ -61,3 +61,31 @@ def test_depth_overview_draws_each_run_and_its_random_init_reference():
     assert list(lines[2].get_xdata()) == [10, 11] and list(lines[2].get_ydata()) == [50.0, 40.0]
     twice = plot_depth_overview([a, a | {"run_id": "again"}]).axes[0].lines  # a shared random init is drawn once
     assert [ln.get_linestyle() for ln in twice] == ["-", "--", "-"]
+
+
+def test_table_bars_curves_titles_and_random_reference(tmp_path):
+    rec = record()
+    ax = plot_table([rec], load_writeup()).axes[0]
+    writeup_bar, kit_bar = ax.patches[0], ax.patches[-1]
+    assert writeup_bar.get_facecolor() != kit_bar.get_facecolor()
+    labels = [t.get_text() for t in ax.texts]
+    assert labels[:2] == ["200", "300"] and labels[-1] == "40"  # L200, L300 (write-up epochs), the kit's epochs done
+    assert ax.get_ylim()[0] == 0 and "write-up vs this kit" in ax.get_title()
+
+    rec["readouts"] = [{"label": f"random init seed {s}", "model": f"random-init seed {s}", "probe": "recipe",
+                        "top1": 40.0 + s, "per_depth": {"d10": 30.0 + s, "d11": 40.0 + s}} for s in (0, 1, 2)]
+    ax = plot_depths(rec).axes[0]
+    reference = [ln for ln in ax.lines if ln.get_label().startswith("random init (mean of 3)")]
+    assert len(reference) == 1 and list(reference[0].get_ydata()) == [31.0, 41.0]
+    assert ax.get_title().startswith("R-A05-B08 on " + rec["dataset"].split("/")[-1] + ", step 1234")
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 7, "loss": 0.5, "lr": 1e-4}) + "\n")
+    (run / "config.json").write_text(json.dumps(get_config("L200", dataset="/data/in100", knn_every_epochs=None)
+                                                .to_dict()))
+    fig = plot_curves(run)
+    assert fig._suptitle.get_text().startswith("L200 on in100, step 7")
+    titles = [a.get_title() for a in fig.axes]
+    assert any("I-JEPA objective" in t and "not comparable" in t for t in titles)
+    assert any(t.get_text().startswith("kNN off in this run") for a in fig.axes for t in a.texts)

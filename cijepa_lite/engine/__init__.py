@@ -12,7 +12,7 @@ dispatch.py    what a step dispatches: the dtype audit and the host-op count (me
 distributed.py torch.distributed set-up for torchrun
 """
 from .engine import Engine
-from .rundir import Checkpoint, RunDir, load_encoders, read_metrics, resolve_config
+from .rundir import Checkpoint, RunDir, load_encoders, read_config, read_metrics, resolve_config
 from .train import train
 
-__all__ = ["Checkpoint", "Engine", "RunDir", "load_encoders", "read_metrics", "resolve_config", "train"]
+__all__ = ["Checkpoint", "Engine", "RunDir", "load_encoders", "read_config", "read_metrics", "resolve_config", "train"]

@@ -3,6 +3,7 @@
     <run>/config.json       the run's resolved config, rewritten at every start (for people and tools)
     <run>/metrics.jsonl     one JSON row per log step
     <run>/checkpoints/      step-XXXXXXXX.pt with its .json manifest (checkpoint.py)
+    <run>/figures/          PNGs drawn from the run (the notebooks' curves, per-depth accuracy)
 
 A mirror (`cfg.mirror_dir`, e.g. on Google Drive) has the same layout. Every file name of a run and
 every key of a checkpoint is spelled in this module only. A checkpoint is a dict that loads with
@@ -30,6 +31,7 @@ from .mirror import Mirror
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+FIGURES_DIR = "figures"
 _KEYS = ("step", "config", "student", "teacher", "predictors", "optimizer", "meta")
 _WEIGHTS = ("student", "teacher", "predictors")
 MIRROR_KEEP = 2  # Drive space is scarce (a ViT-B cI-JEPA checkpoint is ~3.3 GB): at most 2 there
@@ -89,6 +91,10 @@ class RunDir:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
+
+    def figure_file(self, name: str) -> Path:
+        """Where a figure of this run is saved: <run>/figures/<name>."""
+        return self.path / FIGURES_DIR / name
 
     def checkpoint_dirs(self) -> list[Path]:
         """Where checkpoints may be: here, and in the mirror."""
@@ -207,6 +213,12 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         except ValueError:
             continue
     return rows
+
+
+def read_config(run_dir: str | Path) -> dict | None:
+    """The config.json a run wrote at its last start (a dict), or None when there is none yet."""
+    path = RunDir(run_dir).config_file
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def load_encoders(run_dir: str | Path) -> tuple[dict[str, nn.Module], Checkpoint]:

@@ -37,6 +37,10 @@ class Schedule:
     steps_per_epoch: int
     wall_before: float  # wall seconds spent by earlier sessions of the run
 
+    def why(self, step: int) -> str:
+        """Why a run at `step` (>= stop) stopped: "done" (the whole schedule) or "steps" (--steps / max_steps)."""
+        return "done" if step >= self.total else "steps"
+
 
 def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, allow_config_change: bool = False,
           time_budget_s: float | None = None, source=None, progress: bool = True,
@@ -78,9 +82,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         run.write_config(cfg)
     summary = {"run_dir": str(run.path), "start_step": start, "step": start, "total_steps": total,
                "steps_per_epoch": steps_per_epoch, "micro_batch": engine.micro,
-               "checkpoint": resumed_from, "stopped_early": start < schedule.stop}
+               "checkpoint": resumed_from, "stopped": schedule.why(start)}
     if start >= schedule.stop:
-        summary["stopped_early"] = False
         return summary
     loop = _Loop(engine, run, schedule, t_start)
     return loop.run(engine.loader(source, start, schedule.stop), time_budget_s, progress, summary, on_log)
@@ -134,7 +137,7 @@ class _Loop:
             bar.close()
             if self.mirror is not None:
                 self.mirror.close()
-        summary.update(step=done, stopped_early=done < sched.stop, last=row)
+        summary.update(step=done, stopped="time budget" if done < sched.stop else sched.why(done), last=row)
         return summary
 
     def _log_row(self, done: int, teacher_feats: torch.Tensor, images_per_s: float) -> dict:

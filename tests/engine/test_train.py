@@ -76,10 +76,17 @@ def reference(tmp_path_factory, source):
 def test_stop_and_rerun_is_bitwise_equal_to_one_run(tmp_path, source, reference, k):
     first = train(small(), tmp_path, max_steps=k, source=source, progress=False)
     assert first["step"] == k and first["checkpoint"].endswith(checkpoint.checkpoint_name(k))
+    assert first["stopped"] == "steps"
     second = train(small(), tmp_path, max_steps=10, source=source, progress=False)
     assert second["start_step"] == k and second["step"] == 10
     assert compare_runs(reference, tmp_path) == []
     assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 11))
+
+
+def test_the_summary_says_why_the_run_stopped(tmp_path, source):
+    assert train(small(), tmp_path, time_budget_s=0.0, source=source, progress=False)["stopped"] == "time budget"
+    assert train(small(epochs=1), tmp_path / "b", source=source, progress=False)["stopped"] == "done"
+    assert train(small(epochs=1), tmp_path / "b", source=source, progress=False)["stopped"] == "done"  # nothing left
 
 
 def test_negative_control_an_epoch_restarting_resume_is_detected(tmp_path, source, reference, monkeypatch):
