@@ -16,10 +16,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .engine import train
 
     cfg = _config(args.preset, args.overrides)
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit(f"error: --steps {args.steps}: must be >= 1")
     summary = train(cfg, args.out, max_steps=args.steps, allow_config_change=args.allow_config_change,
                     time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
                     progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "last"}, indent=1))
+    for failure in summary.get("mirror_failures", []):
+        print(f"warning: {failure}", file=sys.stderr)
     return 0
 
 
@@ -119,6 +123,11 @@ def _data(args: argparse.Namespace) -> int:
         print(f"data: {e}", file=sys.stderr)
         return 1
     meta = read_meta(out)
+    empty = [split for split, info in meta["splits"].items() if info["count"] == 0]
+    if empty:
+        print(f"data: no images in the {' and '.join(empty)} split(s) of {source}: check the folder layout "
+              "(train/ and val/, one sub-folder per class)", file=sys.stderr)
+        return 1
     for split, info in meta["splits"].items():
         print(f"{split}: {info['count']:,} images, {len(info['skipped'])} skipped, {len(meta['classes'])} classes")
         for bad in info["skipped"]:
@@ -129,6 +138,7 @@ def _data(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cijepa_lite", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pretrain a preset; rerunning the same command resumes")
@@ -194,8 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an expected error (bad value, missing file, busy or full folder, interrupt) is one line on
+    stderr and a non-zero status, its traceback only with --debug."""
+    from .engine.checkpoint import NoValidCheckpoint
+    from .engine.interrupt import RunInterrupted
+    from .engine.lock import LockBusy
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except RunInterrupted as e:
+        print(f"stopped: {e.args[0]}", file=sys.stderr)
+        return e.exit_status
+    except (ValueError, KeyError, OSError, LockBusy, NoValidCheckpoint) as e:  # OSError: missing, unwritable or full folders
+        if args.debug:
+            raise
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

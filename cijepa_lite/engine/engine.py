@@ -23,7 +23,7 @@ from ..data import Augmented, StepBatches, pretrain_transform
 from ..method import CIJEPA, MaskSampler, compile_parts, depth_key, ema_momentum, ema_update, sample_source_depths
 from ..method.objective import weight_rows
 from .distributed import Dist, all_min
-from .memory import choose_micro_batch, parameter_counts
+from .memory import choose_micro_batch, parameter_counts, release_cached_memory, smaller_micro_batch
 from .optim import learning_rate, make_optimizer
 
 
@@ -65,6 +65,7 @@ class Engine:
         self.cfg, self.dist, self.total_steps = cfg, dist, total_steps
         self.model = CIJEPA(cfg)
         trainable, frozen = parameter_counts(self.model)
+        release_cached_memory(dist.device)  # a previous run in this kernel may still hold cached blocks
         self.micro = choose_micro_batch(cfg, cfg.batch_size // dist.world, dist.device, trainable=trainable,
                                         frozen=frozen)
         self.model.to(dist.device)
@@ -127,6 +128,18 @@ class Engine:
         ema_update(self.model.teacher, self.model.student, momentum)
         self._accumulate(finite, loss_sum, mse_sum, sources)
         return stats["teacher"]
+
+    def halve_micro_batch(self) -> bool:
+        """After an out-of-memory error inside `step`: drop the partial gradients and cached blocks and halve
+        the micro-batch (to a divisor of the per-device batch), so the step can be redone from the same state.
+        False when the micro-batch is already 1."""
+        self.optimizer.zero_grad(set_to_none=True)
+        smaller = smaller_micro_batch(self.cfg.batch_size // self.dist.world, self.micro)
+        release_cached_memory(self.dist.device)
+        if smaller is None:
+            return False
+        self.micro = smaller
+        return True
 
     def _drop_unsampled_grads(self, sources: list[int]) -> None:
         """Predictors not sampled this step get no update at all (grad None), as in one process."""

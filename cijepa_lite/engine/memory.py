@@ -1,6 +1,8 @@
 """How many images fit in one forward pass: an analytic activation estimate and the micro-batch choice."""
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from .. import rng
@@ -34,6 +36,21 @@ def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
 def static_bytes(cfg: Config, trainable: int, frozen: int) -> int:
     """fp32 weights, gradients and two AdamW moments of the trainable parameters, plus the teacher."""
     return trainable * 16 + frozen * 4
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Collect garbage and return the allocator's cached blocks (a previous run in the same kernel, a failed step)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
+def smaller_micro_batch(per_device_batch: int, micro: int) -> int | None:
+    """The largest divisor of `per_device_batch` at most half of `micro`, or None when `micro` is 1."""
+    fits = [d for d in range(1, micro // 2 + 1) if per_device_batch % d == 0]
+    return max(fits) if fits else None
 
 
 def choose_micro_batch(cfg: Config, per_device_batch: int, device: torch.device,
