@@ -162,6 +162,15 @@ class Engine:
         acc.skipped += 1 - ok
         self.consecutive_skips.mul_(1 - ok).add_(1 - ok)
 
+    def interval_state(self) -> dict:
+        """The sums since the last log step as host lists, for a checkpoint written between log steps."""
+        return {name: getattr(self.interval, name).tolist() for name in Interval.__dataclass_fields__}
+
+    def restore_interval(self, state: dict | None) -> None:
+        """Continue the sums of `interval_state` (a resumed run logs the same rows as an uninterrupted one)."""
+        if state:
+            self.interval = Interval(**{k: torch.tensor(v, device=self.dist.device) for k, v in state.items()})
+
     def read_interval(self) -> dict:
         """The interval's sums (averaged over ranks) as host numbers, and a fresh interval; one host sync."""
         cfg, d, acc = self.cfg, self.dist, self.interval

@@ -91,6 +91,7 @@ def _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, 
     resumed_from = ckpt and str(ckpt.path)
     if ckpt is not None:
         engine.load(ckpt.student, ckpt.teacher, ckpt.predictors, ckpt.optimizer)
+        engine.restore_interval(ckpt.meta.get("interval"))
         run.restore_from_mirror(resumed_from=ckpt.path)
     del ckpt
     if d.main:
@@ -218,7 +219,8 @@ class _Loop:
         if self.d.main:
             meta = {**provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
                     "total_steps": self.schedule.total,
-                    "wall_time_s": self.schedule.wall_before + time.time() - self.t_start}
+                    "wall_time_s": self.schedule.wall_before + time.time() - self.t_start,
+                    "interval": self.engine.interval_state()}  # metrics sums since the last log step
             path = self.run_dir.save(step, self.cfg, self.engine.model, self.engine.optimizer, meta)
             if self.mirror is not None:
                 self.mirror.submit(path, extra=self.run_dir.mirror_extras())
