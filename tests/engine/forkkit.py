@@ -4,7 +4,8 @@ Starting Python and importing torch takes seconds (tens on a loaded machine), an
 itself after it has run torch's thread pools can deadlock the child. So one server process imports
 the kit once and never computes; every command runs in a fresh fork of it.
 Faults: {"signal_after": [step, signum]} sends a real signal to the child after that optimizer step;
-{"kill_at": n} SIGKILLs it at its n-th file event (an fsync, or just before or after a rename).
+{"kill_at": n, "events": path} SIGKILLs it at its n-th file event (an fsync, or just before or after a
+rename; n = 0: never) and keeps the count of events so far in the file `path`.
 """
 import json
 import os
@@ -18,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _install(fault: dict | None) -> None:
+def install_fault(fault: dict | None) -> None:
+    """Patch this process (Engine.step, os.fsync, os.replace) to inject `fault`."""
     from cijepa_lite.engine import Engine
 
     if not fault:
@@ -40,6 +42,7 @@ def _install(fault: dict | None) -> None:
         def event() -> None:
             with lock:
                 events[0] += 1
+                Path(fault["events"]).write_text(str(events[0]))
                 if events[0] == fault["kill_at"]:
                     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -67,7 +70,7 @@ def _serve() -> None:
                 out = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                 os.dup2(out, 1)
                 os.dup2(out, 2)
-                _install(job["fault"])
+                install_fault(job["fault"])
                 status = main(job["argv"])
             except BaseException:  # the child reports whatever ended it, then leaves without the server's loop
                 traceback.print_exc()

@@ -1,12 +1,11 @@
 """Ctrl-C, the notebook's interrupt button and SIGTERM: a checkpoint at the current step, a one-line stop,
 and a rerun that ends bitwise equal to the uninterrupted run."""
-import os
 import random
 import signal
 import traceback
 
 import pytest
-from forkkit import Server
+from forkkit import Server, install_fault
 from test_train import compare_runs
 
 from cijepa_lite.config import get_config, parse_overrides
@@ -35,19 +34,6 @@ def server():
         yield s
 
 
-def signal_after(step: int, signum: int):
-    """Engine.step that sends `signum` to this process right after optimizer step `step` (0-based)."""
-    original = Engine.step
-
-    def step_then_signal(self, i, images):
-        out = original(self, i, images)
-        if i == step:
-            os.kill(os.getpid(), signum)
-        return out
-
-    return step_then_signal
-
-
 @pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_at_a_random_step_checkpoints_it_and_the_rerun_is_bitwise_equal(tmp_path, uninterrupted, server,
                                                                                   signum, status):
@@ -66,7 +52,8 @@ def test_a_signal_at_a_random_step_checkpoints_it_and_the_rerun_is_bitwise_equal
 
 def test_train_in_a_notebook_stops_with_a_checkpoint_and_a_one_line_error(tmp_path, monkeypatch):
     """The notebook's interrupt button is SIGINT to the kernel: train() raises RunInterrupted, shown as one line."""
-    monkeypatch.setattr(Engine, "step", signal_after(2, signal.SIGINT))
+    monkeypatch.setattr(Engine, "step", Engine.step)  # restored after the test
+    install_fault({"signal_after": [2, signal.SIGINT]})
     cfg = get_config("tiny", **parse_overrides(OVERRIDES))
     with pytest.raises(RunInterrupted) as caught:
         train(cfg, tmp_path, max_steps=STEPS, progress=False)
