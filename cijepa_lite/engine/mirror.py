@@ -17,6 +17,10 @@ from ..files import copy_atomic
 from . import checkpoint
 
 
+class NoRoom(OSError):
+    """Not enough free space on the mirror for the next copy (not retried: space does not appear in seconds)."""
+
+
 class Mirror:
     """Copies checkpoints into `checkpoint_dir` (and extra files into `directory`) in a background thread.
 
@@ -32,7 +36,8 @@ class Mirror:
         self._wake = threading.Condition()
         self._closed = False
         self.failures: list[str] = []
-        self.copied: str | None = None  # the newest checkpoint copied, by name
+        newest = checkpoint.candidates(self.checkpoint_dir)
+        self.copied: str | None = newest[0].name if newest else None  # the mirror's newest checkpoint, by name
         self._thread = threading.Thread(target=self._run, name="checkpoint-mirror", daemon=True)
         self._thread.start()
 
@@ -69,7 +74,7 @@ class Mirror:
         needed = checkpoint.checkpoint_bytes(pt) + sum(p.stat().st_size for p in extra if p.exists())
         free = shutil.disk_usage(self.checkpoint_dir).free
         if free < needed:
-            raise OSError(f"needs {checkpoint.gib(needed)}, {checkpoint.gib(free)} free (Drive's trash counts "
+            raise NoRoom(f"needs {checkpoint.gib(needed)}, {checkpoint.gib(free)} free (Drive's trash counts "
                           "against the quota: empty it)")
         checkpoint.copy_checkpoint(pt, self.checkpoint_dir, self.keep)
         for path in extra:
@@ -86,6 +91,8 @@ class Mirror:
                 self._copy_once(pt, extra)
                 self.copied = pt.name
                 return
+            except NoRoom as e:
+                return self._fail(pt, str(e))
             except OSError as e:  # e.g. ENOSPC, or errno 107 when Google Drive's mount drops
                 if attempt == self.retries:
                     return self._fail(pt, f"failed {attempt} times: {e.strerror or e}")
