@@ -15,9 +15,9 @@ from .data.sources import DEFAULT_DATA_DIR
 def _pretrain(args: argparse.Namespace) -> int:
     from .engine import train
 
-    cfg = _config(args.preset, args.overrides)
+    cfg = get_config(args.preset, **parse_overrides(args.overrides))  # a bad key or value: one line from main()
     if args.steps is not None and args.steps < 1:
-        raise SystemExit(f"error: --steps {args.steps}: must be >= 1")
+        raise ValueError(f"--steps {args.steps}: must be >= 1")
     summary = train(cfg, args.out, max_steps=args.steps, allow_config_change=args.allow_config_change,
                     time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
                     progress=not args.no_progress)
@@ -25,14 +25,6 @@ def _pretrain(args: argparse.Namespace) -> int:
     for failure in summary.get("mirror_failures", []):
         print(f"warning: {failure}", file=sys.stderr)
     return 0
-
-
-def _config(preset: str, overrides: list[str]):
-    """The preset with command-line overrides; a bad key or value exits with a one-line message."""
-    try:
-        return get_config(preset, **parse_overrides(overrides))
-    except (KeyError, ValueError) as e:
-        raise SystemExit(f"error: {e.args[0] if e.args else e}") from None
 
 
 def _probe(args: argparse.Namespace) -> int:

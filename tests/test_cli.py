@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import pytest
 from torch.utils.data import Subset
 
 from cijepa_lite import evaluate
@@ -83,6 +82,6 @@ def test_probe_then_table(tmp_path, monkeypatch, capsys):
     assert {p.name for p in (tmp_path / "fig").iterdir()} == {"table.png", "curves-run.png", f"depths-{path.stem}.png"}
 
 
-def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
-        main(["probe", "--run", str(tmp_path)])
+def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path, capsys):
+    assert main(["probe", "--run", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: no checkpoint in {tmp_path}")

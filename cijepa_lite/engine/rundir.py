@@ -152,6 +152,8 @@ class RunDir:
         """Exclusive locks on the run directory and the mirror for the life of the `with` block (lock.py)."""
         with ExitStack() as stack:  # a refused second lock releases the first
             for where, what in ((self.path, "run directory"), (self.mirror, "mirror directory")):
+                if where is not None and where.exists() and not where.is_dir():
+                    raise NotADirectoryError(f"{what} {where} is a file, not a folder: name a folder")
                 if where is not None:
                     stack.enter_context(DirLock(where / LOCK_FILE, what))
             return stack.pop_all()
