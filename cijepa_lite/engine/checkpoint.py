@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import pickle
 import re
 import shutil
@@ -126,9 +127,16 @@ def candidates(directory: str | Path) -> list[Path]:
     return sorted((p for p in directory.iterdir() if _NAME.match(p.name)), key=lambda p: p.name, reverse=True)
 
 
-def prune(directory: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (keep >= 1: the newest is never deleted)."""
+def prune(directory: Path, keep: int, truncate: bool = False) -> None:
+    """Delete all but the newest `keep` checkpoints (keep >= 1: the newest is never deleted).
+
+    Args:
+        truncate: empty each file before deleting it. On Google Drive's mount a deleted file goes to
+            Drive's trash and keeps counting against the quota for 30 days; an emptied one weighs nothing.
+    """
     for old in candidates(directory)[max(keep, 1):]:
+        if truncate:
+            os.truncate(old, 0)
         old.unlink(missing_ok=True)
         _manifest_of(old).unlink(missing_ok=True)
 
@@ -199,9 +207,9 @@ def checkpoint_bytes(pt: Path) -> int:
     return pt.stat().st_size + _manifest_of(pt).stat().st_size
 
 
-def copy_checkpoint(pt: Path, directory: Path, keep: int) -> None:
+def copy_checkpoint(pt: Path, directory: Path, keep: int, truncate: bool = False) -> None:
     """Copy a checkpoint into `directory` (manifest first, each atomically), then prune to the newest `keep`."""
     directory.mkdir(parents=True, exist_ok=True)
     for src in (_manifest_of(pt), pt):
         copy_atomic(src, directory / src.name)
-    prune(directory, keep)
+    prune(directory, keep, truncate)

@@ -2,7 +2,9 @@
 
 Space: before a copy the mirror is pruned to its newest `keep - 1` checkpoints (never fewer than
 one), so it never holds more than `keep` (`keep + 1` when keep is 1) and always keeps its newest
-complete copy; the free space is checked first (`shutil.disk_usage`). Every failure is recorded with
+complete copy; the free space is checked first (`shutil.disk_usage`). Old copies are emptied before
+they are deleted: Google Drive moves files deleted through its mount to its trash, where they count
+against the quota for 30 days; an emptied file is 0 bytes there. Every failure is recorded with
 the mirror's path and the reason (`failures`, `status()`), for the run summary and the metrics.
 """
 from __future__ import annotations
@@ -69,14 +71,14 @@ class Mirror:
 
     def _copy_once(self, pt: Path, extra: list[Path]) -> None:
         """Prune, check the free space, copy; OSError on a failed copy (the older copy stays)."""
-        checkpoint.prune(self.checkpoint_dir, self.keep - 1)  # keeps >= 1: the newest complete copy
+        checkpoint.prune(self.checkpoint_dir, self.keep - 1, truncate=True)  # keeps >= 1: the newest complete copy
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         needed = checkpoint.checkpoint_bytes(pt) + sum(p.stat().st_size for p in extra if p.exists())
         free = shutil.disk_usage(self.checkpoint_dir).free
         if free < needed:
             raise NoRoom(f"needs {checkpoint.gib(needed)}, {checkpoint.gib(free)} free (Drive's trash counts "
                           "against the quota: empty it)")
-        checkpoint.copy_checkpoint(pt, self.checkpoint_dir, self.keep)
+        checkpoint.copy_checkpoint(pt, self.checkpoint_dir, self.keep, truncate=True)
         for path in extra:
             if path.exists():
                 copy_atomic(path, self.directory / path.name)

@@ -130,3 +130,22 @@ def test_through_train_the_failure_reaches_summary_and_metrics_and_the_mirror_al
     drive.other = 0
     out = train(cfg, run, max_steps=7, source=source, progress=False)
     assert out["start_step"] == 4 and out["step"] == 7  # the mirror kept step 4, the newest complete copy
+
+
+def test_pruned_mirror_copies_are_emptied_before_deletion(tmp_path, monkeypatch):
+    """Drive keeps deleted files in its trash (quota) for 30 days: the mirror empties them first."""
+    sizes, real_unlink = [], Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.suffix == ".pt":
+            sizes.append(self.stat().st_size)
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    local, drive = tmp_path / "run", tmp_path / "drive"
+    for step in range(1, 5):
+        mirror = Mirror(drive, drive / "ckpts", keep=MIRROR_KEEP, retries=1, backoff_s=0)
+        mirror.submit(checkpoint.save({"step": step, "w": torch.ones(64, 64)}, local, keep=10))
+        mirror.close()
+    assert sizes == [0, 0]  # the mirror deleted steps 1 and 2, each emptied first; the local run deletes none
+    assert checkpoint.validate(drive / "ckpts" / checkpoint.checkpoint_name(4)) is None
