@@ -200,3 +200,29 @@ def local_run(name: str, smoke: bool, data_dir: Path) -> Path:
         train(smoke_config(get_config(name if name in PRESETS else "tiny"), data_dir), run.path, max_steps=4)
     run.copy_back_newest()
     return run.path
+
+
+def space_report(cfg: Config, run_dir: str | Path) -> dict:
+    """Free space on Drive (cfg.mirror_dir) and on the local disk against what the run will need, and a `line`.
+
+    The mirror holds at most rundir.MIRROR_KEEP checkpoints and the run directory keep_checkpoints + 1 (the
+    one being written). Drive's trash counts against the quota (see the README): empty it if space is short.
+    """
+    import shutil
+
+    from .engine.memory import checkpoint_bytes
+    from .engine.rundir import MIRROR_KEEP
+
+    one = checkpoint_bytes(cfg)
+    places = {"local": (Path(run_dir), (cfg.keep_checkpoints + 1) * one)}
+    if cfg.mirror_dir:
+        places["drive"] = (Path(cfg.mirror_dir), MIRROR_KEEP * one)
+    report, parts = {"checkpoint_bytes": one}, []
+    for name, (folder, needed) in places.items():
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        free = shutil.disk_usage(existing).free
+        report[name] = {"folder": str(folder), "needed_bytes": needed, "free_bytes": free, "enough": free >= needed}
+        parts.append(f"{name} {folder}: needs {needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
+                     + ("" if free >= needed else " -- NOT ENOUGH"))
+    report["line"] = f"checkpoint {one / 2**30:.2f} GiB; " + "; ".join(parts)
+    return report

@@ -38,6 +38,17 @@ def static_bytes(cfg: Config, trainable: int, frozen: int) -> int:
     return trainable * 16 + frozen * 4
 
 
+def checkpoint_bytes(cfg: Config) -> int:
+    """About the size of one checkpoint of `cfg`: fp32 student, teacher and predictors plus AdamW's two moments.
+
+    Counted on the meta device (no memory, no initialisation); ~3.3 GB for the ViT-B presets.
+    """
+    with torch.device("meta"):
+        model = CIJEPA(cfg)
+    trainable, frozen = parameter_counts(model)
+    return 4 * (3 * trainable + frozen)
+
+
 def release_cached_memory(device: torch.device) -> None:
     """Collect garbage and return the allocator's cached blocks (a previous run in the same kernel, a failed step)."""
     gc.collect()
