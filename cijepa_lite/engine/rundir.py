@@ -66,8 +66,7 @@ def _non_finite(state: dict) -> list[str]:
             if v.is_floating_point() and not torch.isfinite(v).all()]
 
 
-_TYPES = {"step": int, "config": dict, "student": dict, "teacher": dict, "predictors": dict, "optimizer": dict,
-          "meta": dict}
+_TYPES = dict(zip(_KEYS, (int, dict, dict, dict, dict, dict, dict)))  # the type of each key's value
 
 
 @lru_cache(maxsize=4)
