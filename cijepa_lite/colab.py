@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import PRESETS, Config
+from .engine.memory import space_report as space_report  # the pretrain notebook's space check
 from .provenance import device_name, versions
 
 SMOKE_ENV = "CIJEPA_SMOKE"  # "1": run every notebook end to end on CPU on locally generated data

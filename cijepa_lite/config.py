@@ -115,15 +115,47 @@ RUNTIME_FIELDS = frozenset(
 )
 
 
+# Numeric fields and their allowed ranges (lo, hi), inclusive; None = unbounded on that side.
+_RANGES = {
+    "seed": (0, None), "img_size": (1, None), "patch_size": (1, None), "in_chans": (1, None), "embed_dim": (1, None),
+    "depth": (1, None), "num_heads": (1, None), "mlp_ratio": (0.0, None), "rope_base": (1.0, None),
+    "pred_dim": (1, None), "pred_depth": (1, None), "pred_num_heads": (1, None), "num_targets": (1, None),
+    "min_keep": (0, None), "epochs": (1, None), "batch_size": (1, None), "base_lr": (0.0, None),
+    "base_batch": (1, None), "warmup_fraction": (0.0, 1.0), "warmup_start_factor": (0.0, 1.0),
+    "final_lr": (0.0, None), "weight_decay": (0.0, None), "adam_eps": (0.0, None),
+    "log_every": (1, None), "ckpt_minutes": (0.0, None), "keep_checkpoints": (1, None),
+    "max_skipped_steps": (0, None),
+}
+# Pairs (lo, hi) with 0 < lo <= hi (<= 1 for fractions).
+_PAIRS = {"target_scale": 1.0, "target_aspect": None, "context_scale": 1.0, "crop_scale": 1.0, "adam_betas": 1.0}
+
+
+def _range_text(lo, hi) -> str:
+    if hi is None:
+        return f">= {lo}"
+    return f"in [{lo}, {hi}]"
+
+
 def _validate(cfg: Config) -> None:
     def fail(key, why):
         raise ValueError(f"config {key}={getattr(cfg, key)!r}: {why}")
 
+    for key, (lo, hi) in _RANGES.items():
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(key, f"must be a number {_range_text(lo, hi)}")
+        if not (value >= lo and (hi is None or value <= hi)):  # also catches NaN
+            fail(key, f"must be {_range_text(lo, hi)}")
+    for key, top in _PAIRS.items():
+        pair = getattr(cfg, key)
+        if len(pair) != 2 or not 0 <= pair[0] <= pair[1] or (top is not None and pair[1] > top):
+            fail(key, f"must be a pair (lo, hi) with 0 <= lo <= hi{'' if top is None else f' <= {top}'}")
     if cfg.img_size % cfg.patch_size:
         fail("img_size", f"must be a multiple of patch_size={cfg.patch_size}")
     for dim, heads, key in [(cfg.embed_dim, cfg.num_heads, "num_heads"), (cfg.pred_dim, cfg.pred_num_heads, "pred_num_heads")]:
         if dim % heads or (dim // heads) % 4:
-            fail(key, f"width {dim} / heads must be a multiple of 4 (2-D RoPE splits each head in row/column pairs)")
+            fail(key, f"must divide the width {dim} into heads whose width is a multiple of 4 "
+                      "(2-D RoPE splits each head in row/column pairs)")
     if not -cfg.depth <= cfg.collect_from < cfg.depth:
         fail("collect_from", f"must index a block of depth={cfg.depth}")
     if not 0 <= cfg.intermediate_rows <= cfg.num_depths - 1:
@@ -139,13 +171,11 @@ def _validate(cfg: Config) -> None:
     if cfg.num_workers is not None and cfg.num_workers < 0:
         fail("num_workers", "must be >= 0 or None (auto: the usable CPUs minus one)")
     if cfg.micro_batch_size is not None and cfg.micro_batch_size <= 0:
-        fail("micro_batch_size", "must be positive or None")
+        fail("micro_batch_size", "must be >= 1 or None")
     if not 0.0 <= cfg.ema_start <= cfg.ema_end <= 1.0:
         fail("ema_start", f"need 0 <= ema_start <= ema_end={cfg.ema_end} <= 1")
-    if cfg.knn_every_epochs is not None and cfg.knn_every_epochs <= 0:
-        fail("knn_every_epochs", "must be positive or None")
-    if cfg.epochs <= 0 or cfg.batch_size <= 0:
-        fail("epochs" if cfg.epochs <= 0 else "batch_size", "must be positive")
+    if cfg.knn_every_epochs is not None and not cfg.knn_every_epochs > 0:
+        fail("knn_every_epochs", "must be > 0 or None")
 
 
 # --- presets -------------------------------------------------------------------------------------

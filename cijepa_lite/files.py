@@ -21,19 +21,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, write) -> None:
-    """Call write(file) on a temporary sibling, fsync it, then rename it to `path`."""
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}")
+_TMP_PREFIX = ".tmp-"
+
+
+def write_atomic(path: Path, write, before_rename=None) -> None:
+    """Call write(file) on a temporary sibling, fsync it, then rename it to `path`.
+
+    Args:
+        before_rename: called after the fsync and before the rename (e.g. to write a manifest first).
+    """
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{os.getpid()}-{threading.get_ident()}")
     try:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+def clean_temp(directory: str | Path) -> list[Path]:
+    """Remove the temporary files a killed write left in `directory` (call only while no one else writes there)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(_TMP_PREFIX) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def copy_atomic(src: Path, dst: Path) -> None:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import pytest
 from torch.utils.data import Subset
 
 from cijepa_lite import evaluate
@@ -102,9 +101,9 @@ def test_probe_then_table(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 2 and "no results folder" in err and "nor a folder of run folders" in err
 
 
-def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
-        main(["probe", "--run", str(tmp_path)])
+def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path, capsys):
+    assert main(["probe", "--run", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: no checkpoint in {tmp_path}")
 
 
 def test_per_depth_probe_of_an_ijepa_baseline_reports_every_block(tmp_path, monkeypatch, capsys):

@@ -45,3 +45,15 @@ def test_show_saves_the_png_and_displays_it(tmp_path, monkeypatch):
     fig.subplots().plot([0, 1])
     path = colab.show(fig, tmp_path / "a" / "f.png")
     assert path.read_bytes()[:4] == b"\x89PNG" and shown[0].data == path.read_bytes()
+
+
+def test_space_report_names_the_bytes_a_run_needs_and_has(tmp_path):
+    from cijepa_lite.config import get_config
+    from cijepa_lite.engine.memory import checkpoint_bytes
+
+    cfg = get_config("R-A05-B08", mirror_dir=str(tmp_path / "drive" / "runs" / "x"))
+    assert 3.0e9 < checkpoint_bytes(cfg) < 3.6e9  # the issue's ~3.3 GB for ViT-B
+    report = colab.space_report(cfg, tmp_path / "local")
+    assert report["drive"]["needed_bytes"] == 2 * report["checkpoint_bytes"]
+    assert report["local"]["needed_bytes"] == (cfg.keep_checkpoints + 1) * report["checkpoint_bytes"]
+    assert report["drive"]["free_bytes"] > 0 and f"drive {tmp_path / 'drive'}" in report["line"]

@@ -107,7 +107,7 @@ def _string_constants(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("name,owner", [("config.json", "engine/rundir.py"), ("metrics.jsonl", "engine/rundir.py"),
-                                        ("checkpoints", "engine/rundir.py")])
+                                        ("checkpoints", "engine/rundir.py"), ("run.lock", "engine/rundir.py")])
 def test_each_run_directory_name_is_spelled_in_one_module(name, owner):
     spelled = [str(p.relative_to(PACKAGE)) for p, _ in modules(PACKAGE, "cijepa_lite")
                if any(name == s or re.search(rf"(^|/){re.escape(name)}$", s) for s in _string_constants(p))]

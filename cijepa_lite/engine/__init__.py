@@ -5,6 +5,8 @@ engine.py      `Engine`: model, optimizer, micro-batch and the optimizer step of
 rundir.py      the run directory: layout, checkpoint schema, metrics log, the one resume policy
 checkpoint.py  checkpoint files: atomic writes, sha256 manifests, validated loading
 mirror.py      the background copy of every checkpoint to a second place (Google Drive)
+lock.py        one writer per run directory and mirror: a lock file, stale holders taken over
+interrupt.py   Ctrl-C, the notebook's interrupt and SIGTERM: checkpoint, then a one-line RunInterrupted
 optim.py       AdamW's parameter groups and the warmup + cosine learning rate
 memory.py      activation memory and the micro-batch choice
 fit.py         what this GPU runs: native bf16 or a warning, the micro-batch from a measured trial

@@ -1,17 +1,23 @@
 """Checkpoint files that survive anything: atomic per-step files, sha256 manifests, validated loading.
 
 A checkpoint is `step-00001234.pt` (a dict loadable with `torch.load(weights_only=True)`) plus
-`step-00001234.json`, its manifest, written last: a .pt without a valid manifest is never trusted.
+`step-00001234.json`, its manifest. The .pt is hashed while it is written to a temporary name and the
+manifest is in place before the .pt is renamed to its own, so a visible .pt always has its manifest:
+no instant of a kill leaves a newest checkpoint that the next start must refuse. A .pt without a
+manifest (written by an older kit) is never trusted and is passed over like an absent file.
 Nothing is ever overwritten in place: each file is written to a temporary name, fsynced and renamed.
 What a checkpoint holds (its keys) is the run directory's business (rundir.py); this module only
 knows files, so `load_latest` takes the content check as an argument.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import pickle
 import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -19,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from ..files import copy_atomic, write_atomic
+from ..files import clean_temp, copy_atomic, write_atomic
 
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -41,15 +47,74 @@ def _manifest_of(pt: Path) -> Path:
     return pt.with_suffix(".json")
 
 
+class NoValidCheckpoint(RuntimeError):
+    """Checkpoints exist but none validates: the run must not silently start again from step 0."""
+
+
+class DiskFull(OSError):
+    """A checkpoint did not fit: names the folder, the bytes needed and the bytes free."""
+
+
+class _Hashing:
+    """A write-only file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, f):
+        self.f, self.h, self.bytes = f, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.h.update(data)
+        self.bytes += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _state_bytes(state: dict) -> int:
+    """Bytes of the tensors in a (nested) state: about the size of its checkpoint file."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(v) for v in state)
+    return 0
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def disk_full(directory: Path, needed: int) -> DiskFull:
+    """The one-line error for `needed` bytes that do not fit in `directory`."""
+    free = shutil.disk_usage(directory).free
+    return DiskFull(errno.ENOSPC, f"disk full: {directory} needs {gib(needed)} for a checkpoint and has "
+                                  f"{gib(free)} free; free space there or point the run elsewhere")
+
+
 def save(state: dict, directory: str | Path, keep: int) -> Path:
     """Write `state` (it has a "step") as that step's checkpoint in `directory`, then prune to the newest `keep`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     pt = directory / checkpoint_name(state["step"])
-    write_atomic(pt, lambda f: torch.save(state, f))
-    manifest = {"file": pt.name, "step": int(state["step"]), "bytes": pt.stat().st_size, "sha256": sha256(pt),
-                "written": time.time()}
-    write_atomic(_manifest_of(pt), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    sink = {}
+
+    def write(f) -> None:
+        sink["f"] = _Hashing(f)
+        torch.save(state, sink["f"])
+
+    def manifest_first() -> None:
+        manifest = {"file": pt.name, "step": int(state["step"]), "bytes": sink["f"].bytes,
+                    "sha256": sink["f"].h.hexdigest(), "written": time.time()}
+        write_atomic(_manifest_of(pt), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+
+    try:
+        write_atomic(pt, write, before_rename=manifest_first)
+    except (OSError, RuntimeError) as e:  # torch.save hides ENOSPC inside "RuntimeError: ... unexpected pos"
+        needed = _state_bytes(state)
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or shutil.disk_usage(directory).free < needed:
+            raise disk_full(directory, needed) from e
+        raise
     prune(directory, keep)
     return pt
 
@@ -62,10 +127,29 @@ def candidates(directory: str | Path) -> list[Path]:
     return sorted((p for p in directory.iterdir() if _NAME.match(p.name)), key=lambda p: p.name, reverse=True)
 
 
-def prune(directory: Path, keep: int) -> None:
-    for old in candidates(directory)[keep:]:
-        _manifest_of(old).unlink(missing_ok=True)
+def prune(directory: Path, keep: int, truncate: bool = False) -> None:
+    """Delete all but the newest `keep` checkpoints (keep >= 1: the newest is never deleted).
+
+    Args:
+        truncate: empty each file before deleting it. On Google Drive's mount a deleted file goes to
+            Drive's trash and keeps counting against the quota for 30 days; an emptied one weighs nothing.
+    """
+    for old in candidates(directory)[max(keep, 1):]:
+        if truncate:
+            os.truncate(old, 0)
         old.unlink(missing_ok=True)
+        _manifest_of(old).unlink(missing_ok=True)
+
+
+def clean(directory: Path) -> list[Path]:
+    """Remove what killed writes left: temporary files, and manifests whose checkpoint never appeared."""
+    removed = clean_temp(directory)
+    if directory.is_dir():
+        for manifest in directory.glob("step-*.json"):
+            if not manifest.with_suffix(".pt").exists():
+                manifest.unlink(missing_ok=True)
+                removed.append(manifest)
+    return removed
 
 
 def validate(pt: Path) -> str | None:
@@ -97,6 +181,10 @@ def load_latest(directories: list[Path], problem: Callable[[object], str | None]
     found = sorted((p for d in directories if d for p in candidates(d)), key=lambda p: p.name, reverse=True)
     rejected = []
     for pt in found:
+        if not _manifest_of(pt).exists():
+            warnings.warn(f"ignoring checkpoint {pt}: no manifest (an interrupted write or an older kit)",
+                          stacklevel=2)
+            continue
         reason = validate(pt)
         if reason is None:
             try:
@@ -109,14 +197,19 @@ def load_latest(directories: list[Path], problem: Callable[[object], str | None]
         warnings.warn(f"skipping checkpoint {pt}: {reason}", stacklevel=2)
         rejected.append(f"{pt} ({reason})")
     if rejected:
-        raise RuntimeError("no valid checkpoint among: " + "; ".join(rejected)
+        raise NoValidCheckpoint("no valid checkpoint among: " + "; ".join(rejected)
                            + ". Move them away to start the run again from step 0.")
     return None, None
 
 
-def copy_checkpoint(pt: Path, directory: Path, keep: int) -> None:
-    """Copy a checkpoint and its manifest into `directory` atomically (manifest last), then prune."""
+def checkpoint_bytes(pt: Path) -> int:
+    """Bytes of a checkpoint and its manifest on disk."""
+    return pt.stat().st_size + _manifest_of(pt).stat().st_size
+
+
+def copy_checkpoint(pt: Path, directory: Path, keep: int, truncate: bool = False) -> None:
+    """Copy a checkpoint into `directory` (manifest first, each atomically), then prune to the newest `keep`."""
     directory.mkdir(parents=True, exist_ok=True)
-    for src in (pt, _manifest_of(pt)):
+    for src in (_manifest_of(pt), pt):
         copy_atomic(src, directory / src.name)
-    prune(directory, keep)
+    prune(directory, keep, truncate)

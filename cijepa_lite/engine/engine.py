@@ -25,7 +25,7 @@ from ..method import CIJEPA, MaskSampler, compile_parts, depth_key, ema_momentum
 from ..method.objective import weight_rows
 from .distributed import Dist, all_min
 from .fit import check_bf16, measured_micro_batch
-from .memory import choose_micro_batch, parameter_counts
+from .memory import choose_micro_batch, parameter_counts, release_cached_memory, smaller_micro_batch
 from .optim import learning_rate, make_optimizer
 
 
@@ -70,6 +70,7 @@ class Engine:
         self.cfg, self.dist, self.total_steps = cfg, dist, total_steps
         self.model = CIJEPA(cfg)
         trainable, frozen = parameter_counts(self.model)
+        release_cached_memory(dist.device)  # a previous run in this kernel may still hold cached blocks
         self.micro = choose_micro_batch(cfg, cfg.batch_size // dist.world, dist.device, trainable=trainable,
                                         frozen=frozen)
         self.model.to(dist.device)
@@ -151,6 +152,18 @@ class Engine:
         self._accumulate(finite, loss_sum, mse_sum, sources)
         return stats["teacher"]
 
+    def halve_micro_batch(self) -> bool:
+        """After an out-of-memory error inside `step`: drop the partial gradients and cached blocks and halve
+        the micro-batch (to a divisor of the per-device batch), so the step can be redone from the same state.
+        False when the micro-batch is already 1."""
+        self.optimizer.zero_grad(set_to_none=True)
+        smaller = smaller_micro_batch(self.cfg.batch_size // self.dist.world, self.micro)
+        release_cached_memory(self.dist.device)
+        if smaller is None:
+            return False
+        self.micro = smaller
+        return True
+
     def _drop_unsampled_grads(self, sources: list[int]) -> None:
         """Predictors not sampled this step get no update at all (grad None), as in one process."""
         sampled = {depth_key(self.model.depths[s]) for s in sources}
@@ -171,6 +184,15 @@ class Engine:
         acc.finite += ok
         acc.skipped += 1 - ok
         self.consecutive_skips.mul_(1 - ok).add_(1 - ok)
+
+    def interval_state(self) -> dict:
+        """The sums since the last log step as host lists, for a checkpoint written between log steps."""
+        return {name: getattr(self.interval, name).tolist() for name in Interval.__dataclass_fields__}
+
+    def restore_interval(self, state: dict | None) -> None:
+        """Continue the sums of `interval_state` (a resumed run logs the same rows as an uninterrupted one)."""
+        if state:
+            self.interval = Interval(**{k: torch.tensor(v, device=self.dist.device) for k, v in state.items()})
 
     def read_interval(self) -> dict:
         """The interval's sums (averaged over ranks) as host numbers, and a fresh interval; one host sync."""

@@ -1,6 +1,10 @@
 """How many images fit in one forward pass: an analytic activation estimate and the micro-batch choice."""
 from __future__ import annotations
 
+import gc
+import shutil
+from pathlib import Path
+
 import torch
 
 from .. import rng
@@ -34,6 +38,32 @@ def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
 def static_bytes(cfg: Config, trainable: int, frozen: int) -> int:
     """fp32 weights, gradients and two AdamW moments of the trainable parameters, plus the teacher."""
     return trainable * 16 + frozen * 4
+
+
+def checkpoint_bytes(cfg: Config) -> int:
+    """About the size of one checkpoint of `cfg`: fp32 student, teacher and predictors plus AdamW's two moments.
+
+    Counted on the meta device (no memory, no initialisation); ~3.3 GB for the ViT-B presets.
+    """
+    with torch.device("meta"):
+        model = CIJEPA(cfg)
+    trainable, frozen = parameter_counts(model)
+    return 4 * (3 * trainable + frozen)
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Collect garbage and return the allocator's cached blocks (a previous run in the same kernel, a failed step)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
+def smaller_micro_batch(per_device_batch: int, micro: int) -> int | None:
+    """The largest divisor of `per_device_batch` at most half of `micro`, or None when `micro` is 1."""
+    fits = [d for d in range(1, micro // 2 + 1) if per_device_batch % d == 0]
+    return max(fits) if fits else None
 
 
 def choose_micro_batch(cfg: Config, per_device_batch: int, device: torch.device,
@@ -92,3 +122,26 @@ def saved_bytes_per_sample(cfg: Config, device: torch.device | str = "cpu", batc
         return sum(storages.values())
 
     return saved(2) - saved(1)
+
+
+def space_report(cfg: Config, run_dir: str | Path) -> dict:
+    """Free space on Drive (cfg.mirror_dir) and on the local disk against what the run will need, and a `line`.
+
+    The mirror holds at most rundir.MIRROR_KEEP checkpoints and the run directory keep_checkpoints + 1 (the
+    one being written). Drive's trash counts against the quota (see the README): empty it if space is short.
+    """
+    from .rundir import MIRROR_KEEP
+
+    one = checkpoint_bytes(cfg)
+    places = {"local": (Path(run_dir), (cfg.keep_checkpoints + 1) * one)}
+    if cfg.mirror_dir:
+        places["drive"] = (Path(cfg.mirror_dir), MIRROR_KEEP * one)
+    report, parts = {"checkpoint_bytes": one}, []
+    for name, (folder, needed) in places.items():
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        free = shutil.disk_usage(existing).free
+        report[name] = {"folder": str(folder), "needed_bytes": needed, "free_bytes": free, "enough": free >= needed}
+        parts.append(f"{name} {folder}: needs {needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
+                     + ("" if free >= needed else " -- NOT ENOUGH"))
+    report["line"] = f"checkpoint {one / 2**30:.2f} GiB; " + "; ".join(parts)
+    return report

@@ -1,6 +1,15 @@
-"""A second copy of every checkpoint (e.g. on Google Drive), made in a background thread."""
+"""A second copy of every checkpoint (e.g. on Google Drive), made in a background thread.
+
+Space: before a copy the mirror is pruned to its newest `keep - 1` checkpoints (never fewer than
+one), so it never holds more than `keep` (`keep + 1` when keep is 1) and always keeps its newest
+complete copy; the free space is checked first (`shutil.disk_usage`). Old copies are emptied before
+they are deleted: Google Drive moves files deleted through its mount to its trash, where they count
+against the quota for 30 days; an emptied file is 0 bytes there. Every failure is recorded with
+the mirror's path and the reason (`failures`, `status()`), for the run summary and the metrics.
+"""
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import warnings
@@ -8,6 +17,10 @@ from pathlib import Path
 
 from ..files import copy_atomic
 from . import checkpoint
+
+
+class NoRoom(OSError):
+    """Not enough free space on the mirror for the next copy (not retried: space does not appear in seconds)."""
 
 
 class Mirror:
@@ -25,6 +38,8 @@ class Mirror:
         self._wake = threading.Condition()
         self._closed = False
         self.failures: list[str] = []
+        newest = checkpoint.candidates(self.checkpoint_dir)
+        self.copied: str | None = newest[0].name if newest else None  # the mirror's newest checkpoint, by name
         self._thread = threading.Thread(target=self._run, name="checkpoint-mirror", daemon=True)
         self._thread.start()
 
@@ -45,22 +60,60 @@ class Mirror:
                 self._pending = None
             self._copy_with_retries(pt, extra)
 
+    def _superseded(self) -> bool:
+        with self._wake:
+            return self._pending is not None
+
+    def _fail(self, pt: Path, reason: str) -> None:
+        message = f"mirror {self.directory}: {pt.name} not copied: {reason}"
+        self.failures.append(message)
+        warnings.warn(message, stacklevel=2)
+
+    def _copy_once(self, pt: Path, extra: list[Path]) -> None:
+        """Prune, check the free space, copy; OSError on a failed copy (the older copy stays)."""
+        checkpoint.prune(self.checkpoint_dir, self.keep - 1, truncate=True)  # keeps >= 1: the newest complete copy
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        needed = checkpoint.checkpoint_bytes(pt) + sum(p.stat().st_size for p in extra if p.exists())
+        free = shutil.disk_usage(self.checkpoint_dir).free
+        if free < needed:
+            raise NoRoom(f"needs {checkpoint.gib(needed)}, {checkpoint.gib(free)} free (Drive's trash counts "
+                          "against the quota: empty it)")
+        checkpoint.copy_checkpoint(pt, self.checkpoint_dir, self.keep, truncate=True)
+        for path in extra:
+            if path.exists():
+                copy_atomic(path, self.directory / path.name)
+
     def _copy_with_retries(self, pt: Path, extra: list[Path]) -> None:
         for attempt in range(1, self.retries + 1):
-            try:
-                checkpoint.copy_checkpoint(pt, self.checkpoint_dir, self.keep)
-                for path in extra:
-                    copy_atomic(path, self.directory / path.name)
+            if self._superseded():  # a newer checkpoint is waiting: copy that one instead
                 return
-            except OSError as e:  # e.g. errno 107 when Google Drive's mount drops
+            if not pt.exists():
+                return self._fail(pt, "pruned locally before it could be copied (keep_checkpoints too small?)")
+            try:
+                self._copy_once(pt, extra)
+                self.copied = pt.name
+                return
+            except NoRoom as e:
+                return self._fail(pt, str(e))
+            except OSError as e:  # e.g. ENOSPC, or errno 107 when Google Drive's mount drops
                 if attempt == self.retries:
-                    self.failures.append(f"{pt.name}: {e}")
-                    warnings.warn(f"mirroring {pt.name} to {self.directory} failed {attempt} times: {e}")
-                else:
-                    time.sleep(self.backoff_s * attempt)
+                    return self._fail(pt, f"failed {attempt} times: {e.strerror or e}")
+                time.sleep(self.backoff_s * attempt)
 
-    def close(self, timeout_s: float = 600.0) -> None:
+    def status(self) -> str:
+        """One line for a notebook: the newest copy and the failures."""
+        line = f"mirror {self.directory}: newest copy {self.copied or 'none yet'}"
+        if self.failures:
+            line += f"; {len(self.failures)} failed, last: {self.failures[-1]}"
+        return line
+
+    def close(self, timeout_s: float = 600.0) -> bool:
+        """Let the queued copy finish (at most `timeout_s`); False if it is still running."""
         with self._wake:
             self._closed = True
             self._wake.notify()
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self.failures.append(f"mirror {self.directory}: the last copy did not finish within {timeout_s:.0f} s")
+            return False
+        return True

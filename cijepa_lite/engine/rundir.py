@@ -4,6 +4,7 @@
     <run>/metrics.jsonl     one JSON row per log step
     <run>/checkpoints/      step-XXXXXXXX.pt with its .json manifest (checkpoint.py)
     <run>/figures/          PNGs drawn from the run (the notebooks' curves, per-depth accuracy)
+    <run>/run.lock          held by the process that trains in it (lock.py)
 
 A mirror (`cfg.mirror_dir`, e.g. on Google Drive) has the same layout. Every file name of a run and
 every key of a checkpoint is spelled in this module only. A checkpoint is a dict that loads with
@@ -16,7 +17,10 @@ ones (paths, workers, logging) is refused, naming the fields, unless explicitly 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -24,14 +28,17 @@ from torch import nn
 
 from ..config import RUNTIME_FIELDS, Config, config_changes, config_from_dict
 from ..files import copy_atomic, write_json
-from ..method import VisionTransformer
+from ..method import CIJEPA, VisionTransformer
 from . import checkpoint
+from .lock import DirLock
+from .metrics import MetricsLog
 from .mirror import Mirror
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 FIGURES_DIR = "figures"
+LOCK_FILE = "run.lock"
 _KEYS = ("step", "config", "student", "teacher", "predictors", "optimizer", "meta")
 _WEIGHTS = ("student", "teacher", "predictors")
 MIRROR_KEEP = 2  # Drive space is scarce (a ViT-B cI-JEPA checkpoint is ~3.3 GB): at most 2 there
@@ -62,13 +69,64 @@ def _non_finite(state: dict) -> list[str]:
             if v.is_floating_point() and not torch.isfinite(v).all()]
 
 
+_TYPES = dict(zip(_KEYS, (int, dict, dict, dict, dict, dict, dict)))  # the type of each key's value
+
+
+@lru_cache(maxsize=4)
+def _model_shapes(cfg: Config) -> tuple[dict[str, dict[str, tuple]], Counter]:
+    """Shapes of the weights of the model `cfg` builds ({part: {key: shape}}) and of its trainable parameters.
+
+    Built on the meta device: no memory, no initialisation.
+    """
+    with torch.device("meta"):
+        model = CIJEPA(cfg)
+    parts = {part: {k: tuple(v.shape) for k, v in getattr(model, part).state_dict().items()} for part in _WEIGHTS}
+    return parts, Counter(tuple(p.shape) for p in model.parameters() if p.requires_grad)
+
+
+def _shape_problem(state: dict, cfg: Config) -> str | None:
+    """None if the weights and optimizer moments fit the model of `cfg`, else what does not."""
+    parts, trainable = _model_shapes(cfg)
+    for part, expected in parts.items():
+        got = state[part]
+        if not all(isinstance(v, torch.Tensor) for v in got.values()):
+            return f"{part} holds values that are not tensors"
+        if set(got) != set(expected):
+            return (f"{part} keys differ from the model's (missing {sorted(set(expected) - set(got))[:3]}, "
+                    f"unexpected {sorted(set(got) - set(expected))[:3]})")
+        wrong = [k for k, shape in expected.items() if tuple(got[k].shape) != shape]
+        if wrong:
+            return f"{part} tensors have shapes the model does not: {wrong[:3]}"
+    opt = state["optimizer"]
+    if not (isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in opt["param_groups"])):
+        return "optimizer state lacks its state / param_groups"
+    if sum(len(g["params"]) for g in opt["param_groups"]) != sum(trainable.values()):
+        return "optimizer state covers a different number of parameters than the model has"
+    moments = Counter(tuple(s["exp_avg"].shape) for s in opt["state"].values()
+                      if isinstance(s, dict) and isinstance(s.get("exp_avg"), torch.Tensor))
+    if moments - trainable:  # every moment must have the shape of some trainable parameter
+        return "optimizer moments have shapes the model's parameters do not"
+    return None
+
+
 def content_problem(state: object) -> str | None:
-    """None if a loaded checkpoint has the schema's keys and finite weights, else what is wrong."""
+    """None if a loaded checkpoint fits the schema and its model (types, keys, shapes, finite weights), else why not."""
     if not isinstance(state, dict):
         return f"holds a {type(state).__name__}, not a dict"
     missing = [k for k in _KEYS if k not in state]
     if missing:
         return f"lacks keys {missing}"
+    wrong = [k for k, kind in _TYPES.items() if not isinstance(state[k], kind) or isinstance(state[k], bool)]
+    if wrong:
+        return f"holds wrong types in {wrong} ({', '.join(type(state[k]).__name__ for k in wrong)})"
+    try:
+        cfg = config_from_dict(state["config"])
+    except (ValueError, TypeError) as e:
+        return f"holds an unusable config: {e}"
+    problem = _shape_problem(state, cfg)
+    if problem:
+        return problem
     bad = _non_finite(state)
     return f"non-finite weights in {bad[:3]}" if bad else None
 
@@ -95,6 +153,21 @@ class RunDir:
     def figure_file(self, name: str) -> Path:
         """Where a figure of this run is saved: <run>/figures/<name>."""
         return self.path / FIGURES_DIR / name
+
+    def lock(self) -> ExitStack:
+        """Exclusive locks on the run directory and the mirror for the life of the `with` block (lock.py)."""
+        with ExitStack() as stack:  # a refused second lock releases the first
+            for where, what in ((self.path, "run directory"), (self.mirror, "mirror directory")):
+                if where is not None and where.exists() and not where.is_dir():
+                    raise NotADirectoryError(f"{what} {where} is a file, not a folder: name a folder")
+                if where is not None:
+                    stack.enter_context(DirLock(where / LOCK_FILE, what))
+            return stack.pop_all()
+
+    def clean_temp(self) -> list[Path]:
+        """Remove what killed writes left here and in the mirror (temp files, orphan manifests); call while locked."""
+        places = [self.path] + ([self.mirror] if self.mirror else [])
+        return [p for place in places for d in (place, place / CHECKPOINT_DIR) for p in checkpoint.clean(d)]
 
     def checkpoint_dirs(self) -> list[Path]:
         """Where checkpoints may be: here, and in the mirror."""
@@ -160,7 +233,7 @@ class RunDir:
         self.restore_from_mirror()
         return True
 
-    def metrics_log(self, resume_step: int) -> "MetricsLog":
+    def metrics_log(self, resume_step: int) -> MetricsLog:
         return MetricsLog(self.metrics_file, resume_step)
 
 
@@ -178,27 +251,6 @@ def resolve_config(requested: Config, saved: Config | None, allow_change: bool =
         raise ValueError(f"refusing to resume with a different config ({listed}); "
                          "pass allow_config_change=True (--allow-config-change) to resume anyway")
     return requested if changes else replace(saved, **{k: getattr(requested, k) for k in RUNTIME_FIELDS})
-
-
-class MetricsLog:
-    """Append-only JSON lines; on resume, rows past the checkpoint's step are dropped (they get redone)."""
-
-    def __init__(self, path: str | Path, resume_step: int):
-        self.path = Path(path)
-        if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if line.strip() and _step(line) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, row: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def _step(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62  # a torn last line from a killed run: drop it
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,8 +24,11 @@ from ..method import ema_momentum
 from ..provenance import provenance
 from . import distributed
 from .engine import Engine
+from .interrupt import RunInterrupted, StopRequest
 from .optim import learning_rate
 from .rundir import RunDir, resolve_config
+
+MIRROR_FLUSH_S = 120.0  # after an interrupt, the mirror gets this long to finish its copy
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,26 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         progress: show a tqdm progress bar.
         on_log: called on rank 0 with every metrics row as it is logged (e.g. a live plot in a notebook).
     Returns:
-        a summary: step reached, total steps, the last checkpoint path, the last logged metrics.
+        a summary: step reached, total steps, the last checkpoint path, the last logged metrics, mirror failures.
+    Raises:
+        LockBusy: another live process trains in `run_dir` or its mirror.
+        RunInterrupted: Ctrl-C, the notebook's interrupt or SIGTERM stopped the run after a checkpoint.
     """
     t_start = time.time()
     d = distributed.setup()
     run = RunDir(run_dir, cfg.mirror_dir)
+    with run.lock() if d.main else nullcontext():
+        if d.main:
+            run.clean_temp()
+        try:
+            return _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, source, progress,
+                          on_log)
+        except RunInterrupted as e:
+            raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
+
+
+def _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, source, progress, on_log) -> dict:
+    """`train` with the run directory locked."""
     ckpt = run.latest()
     cfg = resolve_config(cfg, ckpt and ckpt.config, allow_config_change)
     source = source if source is not None else open_source(cfg.dataset, "train", cfg.img_size, cfg.data_dir)
@@ -76,6 +95,7 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     resumed_from = ckpt and str(ckpt.path)
     if ckpt is not None:
         engine.load(ckpt.student, ckpt.teacher, ckpt.predictors, ckpt.optimizer)
+        engine.restore_interval(ckpt.meta.get("interval"))
         run.restore_from_mirror(resumed_from=ckpt.path)
     del ckpt
     if d.main:
@@ -98,6 +118,7 @@ class _Loop:
         self.mirror = run.open_mirror() if self.d.main else None
         # Read at log steps every cfg.knn_every_epochs, by rank 0; the others wait at the next collective.
         self.knn = KNNMonitor(self.cfg, self.d.device) if self.cfg.knn_every_epochs and self.d.main else None
+        self.halvings = 0  # micro-batch halvings after out-of-memory errors
 
     def run(self, loader, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d, sched = self.cfg, self.d, self.schedule
@@ -106,39 +127,71 @@ class _Loop:
                    disable=not (progress and d.main), dynamic_ncols=True)
         last_ckpt = t_mark = time.time()
         done, mark_step, row = sched.start, sched.start, {}
+        stop = StopRequest()
         try:
-            for step, (images, _) in enumerate(loader, start=sched.start):
-                teacher_feats = self.engine.step(step, images)
-                bar.update(1)
-                done = step + 1
-                if done % cfg.log_every and done != sched.stop:
-                    continue
-                now = time.time()
-                row = self._log_row(done, teacher_feats, (done - mark_step) * cfg.batch_size / (now - t_mark))
-                if self.knn is not None and self.knn.due(mark_step, done, sched.steps_per_epoch):
-                    row["knn_top1"] = self.knn(self.engine.model.teacher)
-                    now = time.time()  # the kNN reading is not training time: images_per_s leaves it out
-                t_mark, mark_step = now, done
-                if log is not None:
-                    log.write(row)
-                    if on_log is not None:
-                        on_log(row)
-                self._check_health(row, done)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
-                save, out_of_time = distributed.broadcast_flags(
-                    d, now - last_ckpt > cfg.ckpt_minutes * 60,
-                    time_budget_s is not None and now - self.t_start > time_budget_s)
-                if done == sched.stop or save or out_of_time:
-                    summary["checkpoint"] = self.save(done)
-                    last_ckpt = time.time()
-                if out_of_time:
-                    break
+            with stop:
+                for step, (images, _) in enumerate(loader, start=sched.start):
+                    teacher_feats = self._step(step, images)
+                    bar.update(1)
+                    done = step + 1
+                    if done % cfg.log_every and done != sched.stop:
+                        if stop.signum and d.world == 1:  # several ranks agree on stopping at log steps only
+                            break
+                        continue
+                    now = time.time()
+                    row = self._log_row(done, teacher_feats, (done - mark_step) * cfg.batch_size / (now - t_mark))
+                    if self.knn is not None and self.knn.due(mark_step, done, sched.steps_per_epoch):
+                        row["knn_top1"] = self.knn(self.engine.model.teacher)
+                        now = time.time()  # the kNN reading is not training time: images_per_s leaves it out
+                    t_mark, mark_step = now, done
+                    if log is not None:
+                        log.write(row)
+                        if on_log is not None:
+                            on_log(row)
+                    self._check_health(row, done)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+                    save, out_of_time, stopping = distributed.broadcast_flags(
+                        d, now - last_ckpt > cfg.ckpt_minutes * 60,
+                        time_budget_s is not None and now - self.t_start > time_budget_s, bool(stop.signum))
+                    if done == sched.stop or save or out_of_time:
+                        summary["checkpoint"] = self.save(done)
+                        last_ckpt = time.time()
+                    if out_of_time or stopping:
+                        break
+                if stop.signum and done < sched.stop:
+                    self._stop(stop, done, summary)
         finally:
             bar.close()
-            if self.mirror is not None:
-                self.mirror.close()
+            self._close_mirror(summary, MIRROR_FLUSH_S if stop.signum else 600.0)
         summary.update(step=done, stopped="time budget" if done < sched.stop else sched.why(done), last=row)
         return summary
+
+    def _step(self, step: int, images: torch.Tensor) -> torch.Tensor:
+        """One optimizer step; on an out-of-memory error the micro-batch is halved and the step redone."""
+        while True:
+            try:
+                return self.engine.step(step, images)
+            except torch.OutOfMemoryError:
+                before = self.engine.micro
+            # outside the except block, so the error's traceback no longer holds the step's tensors
+            if not self.engine.halve_micro_batch():
+                raise torch.OutOfMemoryError(f"out of memory at step {step} even with a micro-batch of 1")
+            self.halvings += 1
+            warnings.warn(f"out of memory at step {step} with micro-batch {before}: "
+                          f"redoing the step with {self.engine.micro}")
+
+    def _stop(self, stop: StopRequest, done: int, summary: dict) -> None:
+        """After a signal: the checkpoint at the current step, then RunInterrupted."""
+        summary["checkpoint"] = self.save(done)
+        raise RunInterrupted(f"{stop.name} at step {done}: checkpoint {summary['checkpoint'] or 'written by rank 0'}; "
+                             "rerun the same command to resume", stop.signum)
+
+    def _close_mirror(self, summary: dict, timeout_s: float) -> None:
+        if self.mirror is None:
+            return
+        self.mirror.close(timeout_s)
+        summary["mirror_failures"] = list(self.mirror.failures)
+        summary["mirror_status"] = self.mirror.status()
 
     def _log_row(self, done: int, teacher_feats: torch.Tensor, images_per_s: float) -> dict:
         cfg, sched = self.cfg, self.schedule
@@ -149,7 +202,9 @@ class _Loop:
             "momentum": ema_momentum(cfg, done - 1, sched.total), "images_per_s": images_per_s,
             "teacher_std": normalized_std(teacher_feats), "rankme": rankme(teacher_feats),
             "skipped": sums["skipped"], "consecutive_skips": sums["consecutive_skips"],
-            "micro_batch": self.engine.micro, "time_s": sched.wall_before + time.time() - self.t_start,
+            "micro_batch": self.engine.micro, "oom_halvings": self.halvings,
+            "time_s": sched.wall_before + time.time() - self.t_start,
+            **({"mirror_failures": len(self.mirror.failures)} if self.mirror is not None else {}),
         }
 
     def _check_health(self, row: dict, done: int) -> None:
@@ -167,7 +222,8 @@ class _Loop:
         if self.d.main:
             meta = {**provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
                     "total_steps": self.schedule.total,
-                    "wall_time_s": self.schedule.wall_before + time.time() - self.t_start}
+                    "wall_time_s": self.schedule.wall_before + time.time() - self.t_start,
+                    "interval": self.engine.interval_state()}  # metrics sums since the last log step
             path = self.run_dir.save(step, self.cfg, self.engine.model, self.engine.optimizer, meta)
             if self.mirror is not None:
                 self.mirror.submit(path, extra=self.run_dir.mirror_extras())

@@ -42,14 +42,33 @@ def test_non_finite_weights_are_never_written(tmp_path, model_and_optimizer):
     assert not candidates(RunDir(tmp_path).checkpoint_dir)
 
 
-@pytest.mark.parametrize("content,reason", [
-    ([1, 2], "holds a list, not a dict"),
-    ({"step": 1}, "lacks keys"),
-    ({k: {} for k in ("config", "student", "predictors", "optimizer", "meta")} | {"step": 1,
-     "teacher": {"w": torch.tensor([float("inf")])}}, "non-finite weights in ['teacher.w']"),
+def _sound_state(cfg, model, optimizer) -> dict:
+    return {"step": 1, "config": cfg.to_dict(), "student": model.student.state_dict(),
+            "teacher": model.teacher.state_dict(), "predictors": model.predictors.state_dict(),
+            "optimizer": optimizer.state_dict(), "meta": {}}
+
+
+def _first_key(d: dict) -> str:
+    return next(iter(d))
+
+
+@pytest.mark.parametrize("spoil,reason", [
+    (lambda s: [1, 2], "holds a list, not a dict"),
+    (lambda s: {"step": 1}, "lacks keys"),
+    (lambda s: s | {"teacher": "a string"}, "wrong types in ['teacher']"),
+    (lambda s: s | {"step": "7"}, "wrong types in ['step']"),
+    (lambda s: s | {"config": s["config"] | {"embed_dim": "wide"}}, "unusable config"),
+    (lambda s: s | {"student": s["student"] | {_first_key(s["student"]): torch.zeros(3, 5)}}, "shapes the model"),
+    (lambda s: s | {"predictors": {"x": torch.zeros(1)}}, "predictors keys differ"),
+    (lambda s: s | {"student": s["student"] | {_first_key(s["student"]): "not a tensor"}}, "not tensors"),
+    (lambda s: s | {"optimizer": {"state": {}}}, "optimizer state lacks"),
+    (lambda s: s | {"teacher": s["teacher"] | {_first_key(s["teacher"]): torch.full(
+        s["teacher"][_first_key(s["teacher"])].shape, float("inf"))}}, "non-finite weights in ['teacher."),
 ])
-def test_content_problems_are_named(content, reason):
-    assert reason in content_problem(content)
+def test_content_problems_are_named(model_and_optimizer, spoil, reason):
+    state = _sound_state(*model_and_optimizer)
+    assert content_problem(state) is None
+    assert reason in content_problem(spoil(state))
 
 
 def test_the_resume_policy_keeps_the_checkpoints_config_and_refuses_a_different_one():

@@ -1,0 +1,134 @@
+"""One writer per directory: an exclusive lock file held for the life of a run.
+
+The lock is a file created with O_CREAT | O_EXCL (atomic on local disks and on Google Drive's FUSE
+mount, where fcntl.flock is not dependable) holding {pid, host, process start time, lock time}. A
+thread refreshes its modification time every `HEARTBEAT_S`. A lock whose holder is gone is taken
+over with a warning: on the same host when its process no longer exists (or the pid now belongs to
+a process started later); from another host (a Colab VM that was recycled) when its heartbeat is
+older than `STALE_S`. A live holder is refused with a `LockBusy` naming its pid, host and start time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+HEARTBEAT_S = 30.0  # the holder touches the lock this often
+STALE_S = 180.0  # a lock from another host untouched this long belongs to a dead run
+_TORN_S = 10.0  # an unreadable lock older than this was torn by a kill between create and write
+
+
+class LockBusy(RuntimeError):
+    """The directory is locked by a live process."""
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class DirLock:
+    """An exclusive lock on a directory through the lock file `path` (use as a context manager)."""
+
+    def __init__(self, path: str | Path, what: str = "run directory"):
+        self.path, self.what = Path(path), what
+        self.record = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
+                       "locked": time.time()}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> "DirLock":
+        """Take the lock (a stale one is taken over with a warning); LockBusy if a live process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # a takeover races at most a couple of others
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self.record))
+                f.flush()
+                os.fsync(f.fileno())
+            if self._holder() == self.record:
+                self._thread = threading.Thread(target=self._beat, name="lock-heartbeat", daemon=True)
+                self._thread.start()
+                return self
+        raise LockBusy(f"could not lock {self.what} {self.path.parent}: {self.path} keeps changing hands")
+
+    def _holder(self) -> dict | None:
+        try:
+            value = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _take_over_if_stale(self) -> None:
+        """Remove the existing lock file if its holder is gone, else raise LockBusy naming the holder."""
+        holder = self._holder()
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return  # released meanwhile
+        why = self._stale_reason(holder, age)
+        if why is None:
+            raise LockBusy(f"{self.what} {self.path.parent} is in use by process {holder['pid']} on "
+                           f"{holder['host']} since {_when(holder['locked'])}; stop that run first "
+                           f"(or remove {self.path} if it is certainly dead)")
+        warnings.warn(f"taking over the lock of {self.what} {self.path.parent}: {why}", stacklevel=3)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _stale_reason(self, holder: dict | None, age: float) -> str | None:
+        if holder is None or not {"pid", "host", "locked"} <= set(holder):
+            if age > _TORN_S:
+                return "an unreadable lock file (a run killed while locking)"
+            raise LockBusy(f"{self.what} {self.path.parent} is being locked by another process right now")
+        pid, host = holder["pid"], holder["host"]
+        if host == self.record["host"]:
+            started = _process_start(pid)
+            if started is None:
+                return f"process {pid} that locked it at {_when(holder['locked'])} is gone"
+            if holder.get("process_start") is not None and abs(started - holder["process_start"]) > 1.0:
+                return f"process {pid} that locked it is gone (the pid was reused)"
+            return None
+        if age > STALE_S:
+            return f"host {host} (process {pid}) has not touched it for {age:.0f} s"
+        return None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:  # a dropped Drive mount: the next beat retries
+                continue
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lock file if it is still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            if self._holder() == self.record:
+                self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "DirLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,65 @@
+"""Ctrl-C, the notebook's interrupt button and SIGTERM: a checkpoint at the current step, a one-line stop,
+and a rerun that ends bitwise equal to the uninterrupted run."""
+import random
+import signal
+import traceback
+
+import pytest
+from forkkit import Server, install_fault
+from test_train import compare_runs
+
+from cijepa_lite.config import get_config, parse_overrides
+from cijepa_lite.engine import Engine, RunDir, checkpoint, read_metrics, train
+from cijepa_lite.engine.interrupt import RunInterrupted
+
+STEPS = 6
+OVERRIDES = ["batch_size=16", "base_batch=16", "log_every=2", "ckpt_minutes=1e9", "knn_every_epochs=none"]
+
+
+def command(out) -> list[str]:
+    return ["pretrain", "--preset", "tiny", "--out", str(out), "--steps", str(STEPS), "--no-progress", *OVERRIDES]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, server):
+    """The same command, uninterrupted, in the same kind of process (CPU results depend on the thread count)."""
+    run = tmp_path_factory.mktemp("uninterrupted")
+    assert server.run(command(run), run.parent / "uninterrupted.log") == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Server() as s:
+        yield s
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_at_a_random_step_checkpoints_it_and_the_rerun_is_bitwise_equal(tmp_path, uninterrupted, server,
+                                                                                  signum, status):
+    at = random.Random(signum).randrange(0, STEPS - 2)  # 0-based step after which the signal arrives
+    run, err = tmp_path / "run", tmp_path / "stderr"
+    assert server.run(command(run), err, {"signal_after": [at, int(signum)]}) == status, err.read_text()
+    lines = err.read_text().strip().splitlines()
+    name = signal.Signals(signum).name
+    assert lines == [f"stopped: {name} at step {at + 1}: checkpoint {run / 'checkpoints' / checkpoint.checkpoint_name(at + 1)}; "
+                     "rerun the same command to resume"]
+    assert RunDir(run).latest().step == at + 1  # not a log step (log_every=2) for one of the two draws
+    assert server.run(command(run), err) == 0, err.read_text()
+    assert compare_runs(uninterrupted, run) == []
+    assert [r["step"] for r in read_metrics(run)] == [2, 4, 6]
+
+
+def test_train_in_a_notebook_stops_with_a_checkpoint_and_a_one_line_error(tmp_path, monkeypatch):
+    """The notebook's interrupt button is SIGINT to the kernel: train() raises RunInterrupted, shown as one line."""
+    monkeypatch.setattr(Engine, "step", Engine.step)  # restored after the test
+    install_fault({"signal_after": [2, signal.SIGINT]})
+    cfg = get_config("tiny", **parse_overrides(OVERRIDES))
+    with pytest.raises(RunInterrupted) as caught:
+        train(cfg, tmp_path, max_steps=STEPS, progress=False)
+    frames = [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
+    assert caught.value.exit_status == 130 and frames[1:] == ["train"]  # no frame that holds the model
+    assert caught.value._render_traceback_() == [f"RunInterrupted: {caught.value.args[0]}"]
+    assert RunDir(tmp_path).latest().step == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the kernel's handler is back
+    assert not (tmp_path / "run.lock").exists()
