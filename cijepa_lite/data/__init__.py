@@ -15,15 +15,8 @@ screens.py      generated screenshot-like and photo-like images (tests, smoke mo
 """
 from .prepare import prepare_data
 from .sampler import StepBatches
-from .sources import (
-           Augmented,
-           Digits,
-           normalize,
-           open_source,
-           pretrain_transform,
-           probe_train_transform,
-           probe_val_transform,
-)
+from .sources import (Augmented, Digits, normalize, open_source, pretrain_transform, probe_train_transform,
+                      probe_val_transform)
 
 __all__ = ["Augmented", "Digits", "normalize", "StepBatches", "open_source", "prepare_data", "pretrain_transform",
            "probe_train_transform", "probe_val_transform"]

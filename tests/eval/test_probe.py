@@ -73,7 +73,7 @@ def test_probe_trains_adamw_on_teacher_patch_means_with_the_recipe_transforms(ru
     recording_loader = lambda src, t, *a, **k: transforms.append(t) or real_loader(src, t, *a, **k)  # noqa: E731
     monkeypatch.setattr(probe, "loader", recording_loader)  # the train split's
     monkeypatch.setattr(features, "loader", recording_loader)  # the val split's (through extract)
-    record = evaluate_run(run_dir, recipe=ProbeRecipe(epochs=2, batch_size=64), progress=False,
+    record = evaluate_run(run_dir, probe="recipe", recipe=ProbeRecipe(epochs=2, batch_size=64), progress=False,
                           device=torch.device("cpu"))
 
     (opt,) = SpyAdamW.instances
@@ -112,10 +112,10 @@ def test_per_depth_heads_learn_exactly_what_separate_heads_learn(tiny_cfg):
     assert not torch.allclose(many.weight[0], many.weight[-1])  # heads are independent
 
 
-def test_per_depth_probe_returns_one_accuracy_per_collected_depth(run_dir):
-    record = evaluate_run(run_dir, per_depth=True, recipe=ProbeRecipe(epochs=1), progress=False)
+def test_per_depth_probe_returns_one_accuracy_per_block(run_dir):
+    record = evaluate_run(run_dir, probe="recipe", per_depth=True, recipe=ProbeRecipe(epochs=1), progress=False)
     cfg = get_config("tiny")
-    assert list(record["per_depth"]) == [f"d{d}" for d in cfg.collected_depths]
+    assert list(record["per_depth"]) == [f"d{d}" for d in range(cfg.depth)]  # every block, not only D
     assert all(0 <= v <= 100 for v in record["per_depth"].values())
     assert record["top1"] == record["per_depth"][f"d{cfg.depth - 1}"]
 
