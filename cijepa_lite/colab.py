@@ -129,21 +129,17 @@ def smoke_config(cfg: Config, data_dir: Path) -> Config:
                               cfg.last_to_last_weight)
 
 
-def pretrain_config(picked: Config, smoke: bool, data_dir: Path, mirror_dir: Path) -> Config:
-    """The config a notebook asks `train()` for: the picked supervision (on the tiny model in smoke mode),
-    with this session's paths. Resuming follows `train()`'s one policy (engine.rundir.resolve_config)."""
-    fresh = smoke_config(picked, data_dir) if smoke else picked
-    return replace(fresh, mirror_dir=str(mirror_dir), data_dir=None if smoke else str(data_dir))
-
-
 def pretrain_run(picked: Config, smoke: bool, data_dir: Path, name: str = "") -> tuple[Config, Path]:
-    """The config and local run folder for `picked`: the folder is `name`, else named after the supervision
-    actually trained (picker.run_name: a table row's id only when it is that row); Drive keeps the mirror."""
+    """The config `train()` is asked for and the local run folder: the picked supervision (on the tiny model in
+    smoke mode) with this session's paths. The folder is `name`, else named after the supervision actually trained
+    (picker.run_name: a table row's id only when it is that row); Drive keeps the mirror. Resuming follows
+    `train()`'s one policy (engine.rundir.resolve_config)."""
     from .picker import run_name
 
     trained = smoke_config(picked, data_dir) if smoke else picked
     name = name or run_name(trained)
-    cfg = pretrain_config(replace(picked, run_id=name), smoke, data_dir, storage() / "runs" / name)
+    cfg = replace(trained, run_id=name, mirror_dir=str(storage() / "runs" / name),
+                  data_dir=None if smoke else str(data_dir))
     return cfg, workdir() / "runs" / name
 
 
