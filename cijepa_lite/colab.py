@@ -134,13 +134,14 @@ def pretrain_run(picked: Config, smoke: bool, data_dir: Path, name: str = "") ->
     smoke mode) with this session's paths. The folder is `name`, else named after the supervision actually trained
     (picker.run_name: a table row's id only when it is that row); Drive keeps the mirror. Resuming follows
     `train()`'s one policy (engine.rundir.resolve_config)."""
+    from .engine.names import run_paths
     from .picker import run_name
 
     trained = smoke_config(picked, data_dir) if smoke else picked
     name = name or run_name(trained)
-    cfg = replace(trained, run_id=name, mirror_dir=str(storage() / "runs" / name),
-                  data_dir=None if smoke else str(data_dir))
-    return cfg, workdir() / "runs" / name
+    run, mirror = run_paths(name, workdir() / "runs", storage() / "runs")  # an unsafe RUN_NAME: one line
+    cfg = replace(trained, run_id=name, mirror_dir=str(mirror), data_dir=None if smoke else str(data_dir))
+    return cfg, run
 
 
 def picker(cfg: Config):
@@ -243,8 +244,9 @@ def local_run(name: str, smoke: bool, data_dir: Path) -> Path:
     """
     from .config import get_config
     from .engine import RunDir, train
+    from .engine.names import run_paths
 
-    run = RunDir(workdir() / "runs" / name, storage() / "runs" / name)
+    run = RunDir(*run_paths(name, workdir() / "runs", storage() / "runs"))  # an unsafe RUN_NAME: one line
     if not run.has_checkpoints():
         if not smoke:
             raise FileNotFoundError(f"no checkpoints for run {name!r} in {run.path} or {run.mirror}: "

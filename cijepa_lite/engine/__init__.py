@@ -3,6 +3,7 @@
 train.py       `train(cfg, run_dir)`: run or resume a run; logging, kNN readings, checkpoint cadence, time budget
 engine.py      `Engine`: model, optimizer, micro-batch and the optimizer step of one process; the pretraining loader
 rundir.py      the run directory: layout, checkpoint schema, metrics log, the one resume policy
+names.py       a user's run name as a folder here and in the mirror (one safe path component)
 checkpoint.py  checkpoint files: atomic writes, sha256 manifests, validated loading
 mirror.py      the background copy of every checkpoint to a second place (Google Drive)
 lock.py        one writer per run directory and mirror: a lock file, stale holders taken over
