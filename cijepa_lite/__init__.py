@@ -10,6 +10,6 @@ from .config import PRESETS, Config, get_config
 from .engine import train
 from .export import load_encoder
 from .method import CIJEPA, MaskSampler, depth_weights
+from .release import VERSION as __version__
 
-__version__ = "0.2.0"
 __all__ = ["CIJEPA", "PRESETS", "Config", "MaskSampler", "depth_weights", "get_config", "load_encoder", "train"]

@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resize images to a long side of ~N px, keeping their aspect (default: the run's img_size)")
     p.add_argument("--n-images", type=int, default=4, help="images per set")
     p.set_defaults(func=commands.inspect_command)
+
+    p = sub.add_parser("release", help="write every notebook's install cell and the README's Colab links from "
+                                       "cijepa_lite/release.py (version, repository); docs/release.md")
+    p.add_argument("--check", action="store_true", help="only check: exit 1 naming the files that differ")
+    p.set_defaults(func=commands.release_command)
     return parser
 
 

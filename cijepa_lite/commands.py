@@ -190,3 +190,21 @@ def data_command(args: argparse.Namespace) -> int:
             print(f"  skipped {bad['where']}: {bad['reason']}")
     print(f"cache ready at {out}")
     return 0
+
+
+def release_command(args: argparse.Namespace) -> int:
+    """Sync the notebooks' install cells and the README's Colab links with release.py, then print the tag step."""
+    from . import release
+
+    root = Path(__file__).resolve().parents[1]
+    changed = release.sync(root, write=not args.check)
+    names = ", ".join(str(p.relative_to(root)) for p in changed)
+    if args.check:
+        if changed:
+            print(f"release: {names} differ from cijepa_lite/release.py ({release.VERSION}, {release.REPOSITORY}): "
+                  "run python -m cijepa_lite release", file=sys.stderr)
+        return 1 if changed else 0
+    print(f"rewrote {names}" if changed else "notebooks and README already agree with cijepa_lite/release.py")
+    print(f"next (docs/release.md): commit, then git tag -a {release.tag()} -m 'cijepa-lite {release.VERSION}' "
+          f"&& git push origin {release.tag()}")
+    return 0

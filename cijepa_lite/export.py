@@ -29,6 +29,7 @@ from .files import write_atomic, write_json
 from .method import VisionTransformer
 from .method.encoder import LayerNorm
 from .provenance import provenance
+from .release import REPOSITORY
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "encoder.json"
@@ -107,7 +108,7 @@ tags: [cijepa-lite, cI-JEPA, I-JEPA, self-supervised, vision-transformer, rope]
 # cijepa-lite encoder: {meta['run_id']} ({meta['which']}, step {meta['step']})
 
 The {'EMA teacher' if meta['which'] == 'teacher' else 'online student'} of a cI-JEPA pretraining run of
-[cijepa-lite](https://github.com/cijepa-lite/cijepa-lite), run id `{meta['run_id']}`:
+[cijepa-lite]({REPOSITORY}), run id `{meta['run_id']}`:
 a ViT {cfg['depth']}x{cfg['embed_dim']} (patch {cfg['patch_size']}, trained at {cfg['img_size']} px) with 2-D axial
 RoPE (base {cfg['rope_base']}), qkv bias, no layer scale, no class token and no final LayerNorm. It returns the hidden state after every
 block and runs on images of any size made of whole {cfg['patch_size']}-px patches.

@@ -1,6 +1,7 @@
 """The bench's plumbing on the tiny model (timings are never asserted: only the bench command measures)."""
 import json
 
+import pytest
 import torch
 
 from cijepa_lite.bench import main, time_steps
@@ -18,6 +19,7 @@ def test_time_steps_interleaves_both_variants():
         assert t["device"] == t["host"] and t["graphs"] == 0 and t["peak_bytes"] is None  # CPU: device = host
 
 
+@pytest.mark.slow
 def test_bench_runs_both_variants_and_reports_ratios_and_the_pipeline(tmp_path):
     result = main("tiny", str(tmp_path / "bench.json"), size="preset", batch=8, steps=2, warmup=1, workers=0,
                   memory=False)
@@ -29,6 +31,7 @@ def test_bench_runs_both_variants_and_reports_ratios_and_the_pipeline(tmp_path):
     assert written["pipeline"]["images_per_s"] > 0 and result["n_ctx"] > 0
 
 
+@pytest.mark.slow
 def test_bench_compiles_when_asked_counts_graphs_and_records_wall_and_device_time(tmp_path, capsys):
     """`bench --preset tiny compile=true` (Dynamo's eager backend: it traces as inductor does, cheaply)."""
     from cijepa_lite.cli import main as cli

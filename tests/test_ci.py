@@ -3,6 +3,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,7 @@ def test_readme_starts_with_the_demo_and_ci_runs_its_test_command():
     assert tests.startswith(command + " ")
 
 
+@pytest.mark.slow
 def test_ci_fails_when_no_test_is_selected():
     env = {**os.environ, "CIJEPA_CI_REUSE_ENV": "1", "PYTEST_ADDOPTS": "-k no_test_is_named_like_this"}
     out = subprocess.run(["bash", ".ci/run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

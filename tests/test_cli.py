@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import pytest
 from torch.utils.data import Subset
 
 from cijepa_lite import evaluate
@@ -27,12 +28,14 @@ def cli(*args, check=True):
                           text=True, timeout=600, check=check)
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands():
     out = cli("--help").stdout
     for command in ("pretrain", "data", "probe", "table"):
         assert command in out
 
 
+@pytest.mark.slow
 def test_parquet_to_cache_to_pretraining(tmp_path):
     shards = write_smoke_parquet(tmp_path / "shards")
     cache = tmp_path / "cache"

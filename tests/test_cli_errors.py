@@ -99,6 +99,7 @@ def test_a_full_disk_names_the_folder_and_the_bytes_needed_and_free(tmp_path, ca
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.slow
 def test_through_a_process_no_traceback_unless_debug(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "cijepa_lite"]

@@ -27,6 +27,7 @@ def test_the_baseline_differs_from_cijepa_only_in_supervision():
     assert b["run_id"] == "tiny/L200" and list(demo_configs(baseline=False)) == ["cijepa"]
 
 
+@pytest.mark.slow
 def test_short_demo_beats_random_init_by_more_than_the_bar(tmp_path, capsys):
     args = ["demo", "--out", str(tmp_path / "runs"), "--no-baseline",
             "--results", str(tmp_path / "results"), "--no-progress"]
@@ -45,6 +46,7 @@ def test_short_demo_beats_random_init_by_more_than_the_bar(tmp_path, capsys):
     assert record["config"]["epochs"] == EPOCHS and record["config"]["dataset"] == "digits"
 
 
+@pytest.mark.slow
 def test_the_demo_writes_only_inside_its_out_folder_and_leaves_git_clean(tmp_path, monkeypatch):
     """With its defaults the demo writes runs, results, figures and summary.json under --out only (a short
     run: 1 epoch on 64 images, a stand-in readout), and the repository's tracked files do not change."""

@@ -71,6 +71,7 @@ def test_notebooks_are_thin_and_committed_without_outputs(path):
     assert "#@param" in "".join(c.source for c in code) or path.name == "04_results.ipynb"
 
 
+@pytest.mark.slow
 def test_pretrain_notebook_resumes_after_a_kill_with_the_same_final_weights(tmp_path):
     whole = start(tmp_path / "whole")
     cut = start(tmp_path / "cut")
@@ -101,6 +102,7 @@ def test_pretrain_notebook_resumes_after_a_kill_with_the_same_final_weights(tmp_
         assert all(v.equal(b["optimizer"]["state"][key][k]) for k, v in value.items())
 
 
+@pytest.mark.slow
 def test_a_custom_alpha_beta_typed_into_the_parameters_cell_is_what_run_all_trains(tmp_path):
     nb = nbformat.read(PRETRAIN, as_version=4)
     params = next(c for c in nb.cells if c.cell_type == "code" and "#@title Parameters" in c.source)
@@ -117,6 +119,7 @@ def test_a_custom_alpha_beta_typed_into_the_parameters_cell_is_what_run_all_trai
     assert RunDir(tmp_path / "work" / "runs" / runs[0]).latest().config.last_to_last_weight == 0.9
 
 
+@pytest.mark.slow
 def test_the_headless_picker_cell_gives_nbclient_nothing_to_send_on_the_shell_channel(tmp_path, monkeypatch):
     """The cause of the stall after the picker cell: nbclient mirrors an Output widget (the picker's w[s, t] area)
     by sending comm messages on the shell channel while it waits on that channel for the cell's reply

@@ -1,10 +1,13 @@
 import json
 import time
 
+import pytest
+
 from cijepa_lite import preflight
 from cijepa_lite.cli import main
 
 
+@pytest.mark.slow
 def test_preflight_on_cpu_passes_in_under_two_minutes_and_prints_every_check(tmp_path, capsys):
     path = tmp_path / "preflight.json"
     t0 = time.process_time()

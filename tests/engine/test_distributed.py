@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from cijepa_lite.engine import RunDir
+
+pytestmark = pytest.mark.slow  # real processes (see pyproject: the fast tier is -m "not slow")
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["pretrain", "--preset", "tiny", "--steps", "3", "--no-progress", "batch_size=16", "base_batch=16",

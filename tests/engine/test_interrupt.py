@@ -34,6 +34,7 @@ def server():
         yield s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_at_a_random_step_checkpoints_it_and_the_rerun_is_bitwise_equal(tmp_path, uninterrupted, server,
                                                                                   signum, status):

@@ -8,6 +8,8 @@ from test_train import compare_runs
 
 from cijepa_lite.engine import RunDir, checkpoint
 
+pytestmark = pytest.mark.slow  # real processes (see pyproject: the fast tier is -m "not slow")
+
 STEPS = 3
 
 

@@ -37,6 +37,7 @@ def write_record(path: Path, pid: int, host: str, start) -> None:
     path.write_text(json.dumps({"pid": pid, "host": host, "process_start": start, "locked": time.time()}))
 
 
+@pytest.mark.slow
 def test_a_dead_holders_lock_is_taken_over_with_a_warning(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -65,6 +66,7 @@ def test_another_hosts_lock_counts_until_its_heartbeat_is_stale(tmp_path):
         DirLock(lock).acquire().release()
 
 
+@pytest.mark.slow
 def test_two_commands_on_one_out_one_trains_and_a_killed_holder_is_taken_over(tmp_path):
     """A Colab cell run twice: the second exits at once naming the first; after a SIGKILL the lock is taken over."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -104,6 +104,7 @@ def test_negative_control_an_epoch_restarting_resume_is_detected(tmp_path, sourc
     assert "loss sequence" in diffs and any(d.startswith("student.") for d in diffs)
 
 
+@pytest.mark.slow
 def test_sigkill_and_rerun_with_the_same_command_is_bitwise_equal(tmp_path):
     """A separate process is SIGKILLed mid-run (checkpointing every step); the same command resumes."""
     cmd = [sys.executable, "-m", "cijepa_lite", "pretrain", "--preset", "tiny", "--steps", "10", "--no-progress",
