@@ -13,6 +13,7 @@ from .config import PRESETS
 from .data.cache import DEFAULT_SHORT_SIDE
 from .data.imagenet100 import HUB_REPO, HUB_REVISION
 from .data.sources import DEFAULT_DATA_DIR
+from .eval.results import DEFAULT_RESULTS_DIRS, OWN_RESULTS_DIR
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,13 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="probe epochs (the write-up's: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe's data order, augmentation and init")
     p.add_argument("--workers", type=int, default=None, help="data-loader workers (default: the run's num_workers)")
-    p.add_argument("--results", default="results", help="results directory (the JSON goes to RESULTS/runs/)")
+    p.add_argument("--results", default=str(OWN_RESULTS_DIR),
+                   help=f"results directory: the JSON goes to RESULTS/runs/ (default {OWN_RESULTS_DIR}, git-ignored; "
+                        "`--results results` writes the repository's tracked results/runs/, for a pull request)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=commands.probe_command)
 
     p = sub.add_parser("table", help="the write-up's table with the kit's measured numbers beside it")
-    p.add_argument("--results", default="results", help="results directory")
-    p.add_argument("--figures", default=None, help="also write PNG figures into this directory")
+    p.add_argument("--results", nargs="+", default=None, help=f"results directories (default "
+                   f"{' and '.join(map(str, DEFAULT_RESULTS_DIRS))}: the committed results and your probes')")
+    p.add_argument("--figures", default=None, help="also write PNG figures into this directory (e.g. runs/figures)")
     p.add_argument("--runs", nargs="*", default=[],
                    help="run folders (or a folder of them) whose training curves to draw: into --figures, or "
                         "without it into each run's figures/curves.png")
@@ -129,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory written by pretrain")
     p.add_argument("--out", required=True, help="export folder")
     p.add_argument("--which", default="teacher", choices=["teacher", "student"], help="which encoder to export")
-    p.add_argument("--results", default="results", help="results directory whose JSONs of this run go on the card")
+    p.add_argument("--results", nargs="+", default=None, help="results directories whose JSONs of this run go on "
+                   f"the card (default {' and '.join(map(str, DEFAULT_RESULTS_DIRS))})")
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the folder to this Hub repo")
     p.add_argument("--private", action="store_true", help="make a new Hub repo private")
     p.set_defaults(func=commands.export_command)
@@ -140,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="+", default=["val"],
                    help="image sets: 'val' (the run's val split) and/or folders")
     p.add_argument("--out", default=None,
-                   help="the maps' PNG (default figures/inspect-<run>.png); curves and JSON beside it")
+                   help="the maps' PNG (default RUN/figures/inspect.png); curves and JSON beside it")
     p.add_argument("--depths", nargs="+", type=int, default=None, help="blocks to show (default: every block)")
     p.add_argument("--max-side", type=int, default=None,
                    help="resize images to a long side of ~N px, keeping their aspect (default: the run's img_size)")

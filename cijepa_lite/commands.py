@@ -42,19 +42,21 @@ def probe_command(args: argparse.Namespace) -> int:
 
 def table_command(args: argparse.Namespace) -> int:
     """Print the table; draw figures into --figures, or only the --runs' curves into each run's figures/."""
-    from .eval.results import load_results, results_table
+    from .eval.results import DEFAULT_RESULTS_DIRS, load_results_from, results_table
     from .plots import save_curves, save_figures
 
-    if not Path(args.results).is_dir():
-        print(f"table: no results folder {args.results} (give --results DIR, the folder `probe --results DIR` wrote)",
-              file=sys.stderr)
+    dirs = args.results or DEFAULT_RESULTS_DIRS
+    missing = [d for d in args.results or [] if not Path(d).is_dir()]
+    if missing or not any(Path(d).is_dir() for d in dirs):
+        print(f"table: no results folder {' or '.join(map(str, missing or dirs))} (give --results DIR, the folder "
+              "`probe --results DIR` wrote)", file=sys.stderr)
         return 1
     try:
         runs = _run_dirs(args.runs)
     except FileNotFoundError as e:
         print(f"table: {e}", file=sys.stderr)
         return 1
-    records = load_results(args.results)
+    records = load_results_from(dirs)
     print(results_table(records))
     paths = save_figures(args.figures, records, run_dirs=runs) if args.figures else save_curves(runs)
     for path in paths:
@@ -128,10 +130,11 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
     """Run the `export` command; returns the exit status (1 with a one-line reason on bad input)."""
+    from .eval.results import DEFAULT_RESULTS_DIRS
     from .export import export_encoder, push_to_hub
 
     try:
-        out = export_encoder(args.run, args.out, args.which, args.results)
+        out = export_encoder(args.run, args.out, args.which, args.results or DEFAULT_RESULTS_DIRS)
         print(f"wrote {out} (model.safetensors, encoder.json, README.md)")
         if args.push_to_hub:
             print(f"uploaded to {push_to_hub(out, args.push_to_hub, private=args.private)}")

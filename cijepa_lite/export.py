@@ -15,6 +15,7 @@ features then come from `eva.forward_intermediates(x, output_fmt="NLC", intermed
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from torch import nn
 
 from .config import Config, config_changes, config_from_dict
 from .engine import load_encoders
-from .eval.results import RESULTS_DIR, comparable_row, load_results, load_writeup
+from .eval.results import DEFAULT_RESULTS_DIRS, comparable_row, load_results_from, load_writeup
 from .files import write_atomic, write_json
 from .method import VisionTransformer
 from .method.encoder import LayerNorm
@@ -50,14 +51,15 @@ def eva_kwargs(cfg: Config) -> dict:
 
 
 def export_encoder(run_dir: str | Path, out: str | Path, which: str = "teacher",
-                   results_dir: str | Path = RESULTS_DIR) -> Path:
+                   results_dirs: Sequence[str | Path] = DEFAULT_RESULTS_DIRS) -> Path:
     """Write the newest checkpoint's `which` encoder of `run_dir` into the folder `out`; returns `out`.
 
     Args:
         run_dir: a pretraining run directory.
         out: the export folder (made if missing; files in it are replaced atomically).
         which: "teacher" (the EMA encoder the write-up probes) or "student".
-        results_dir: where the run's result JSONs are looked up for the card (results/runs/*.json).
+        results_dirs: where the run's result JSONs are looked up for the card (<dir>/runs/*.json; default the
+            committed results/ and runs/results/, where probe writes).
     """
     if which not in WHICH:
         raise ValueError(f"--which {which!r}: expected one of {WHICH}")
@@ -70,7 +72,7 @@ def export_encoder(run_dir: str | Path, out: str | Path, which: str = "teacher",
             "timm_eva_kwargs": eva_kwargs(ckpt.config)}
     write_atomic(out / WEIGHTS_FILE, lambda f: f.write(_safetensors_bytes(state, meta)))
     write_json(out / CONFIG_FILE, meta)
-    records = run_results(ckpt.config, ckpt.step, results_dir)
+    records = run_results(ckpt.config, ckpt.step, results_dirs)
     if records:
         write_json(out / RESULTS_FILE, records)
     text = model_card(meta, records).encode()
@@ -83,11 +85,9 @@ def _safetensors_bytes(state: dict[str, torch.Tensor], meta: dict) -> bytes:
                                  "step": str(meta["step"])})
 
 
-def run_results(cfg: Config, step: int, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
+def run_results(cfg: Config, step: int, results_dirs: Sequence[str | Path] = DEFAULT_RESULTS_DIRS) -> list[dict]:
     """Result records of this run's config at this checkpoint step (any probe, any encoder)."""
-    if not (Path(results_dir) / "runs").is_dir():
-        return []
-    return [r for r in load_results(results_dir) if r["run_id"] == cfg.run_id and r["pretrain"]["step"] == step
+    return [r for r in load_results_from(results_dirs) if r["run_id"] == cfg.run_id and r["pretrain"]["step"] == step
             and not config_changes(cfg, config_from_dict(r["config"]))]
 
 

@@ -26,7 +26,7 @@ from .config import Config
 from .data import open_source
 from .data.images import load_rgb
 from .data.sources import IMAGENET_MEAN, IMAGENET_STD
-from .engine import load_encoders
+from .engine import RunDir, load_encoders
 from .eval.features import default_device
 from .eval.maps import continuity, pca_rgb
 from .eval.monitors import rankme
@@ -115,7 +115,7 @@ def inspect_run(run_dir: str | Path, images: Sequence[str | Path] = (VAL,), *, o
     Args:
         run_dir: a pretraining run directory.
         images: image sets: "val" (the run's val split) and/or folders (the first `n_images` files by name).
-        out: the maps' PNG (default figures/inspect-<run>.png); the curves go to <out>-curves.png, the numbers
+        out: the maps' PNG (default the run's figures/inspect.png); the curves go to <out>-curves.png, the numbers
             to <out>.json.
         depths: blocks to show (default every block).
         max_side: the long side in pixels every image is resized to, keeping its aspect (default the run's img_size).
@@ -148,7 +148,7 @@ def inspect_run(run_dir: str | Path, images: Sequence[str | Path] = (VAL,), *, o
                                 i.width // cfg.patch_size] for _, i in items],
                                 **{e: measure({d: g[d][part] for d in depths}) for e, g in grids.items()}}
     maps = {e: {d: pca_rgb(g[d]) for d in depths} for e, g in grids.items()}  # PCA per depth over all images
-    out = Path(out) if out else Path("figures") / f"inspect-{Path(run_dir).name}.png"
+    out = Path(out) if out else RunDir(run_dir).figure_file("inspect.png")  # next to the run, never in the cwd
     out.parent.mkdir(parents=True, exist_ok=True)
     titles = [f"{name}\n{k}" for name, items in sets.items() for k, _ in items]
     files = {"maps": out, "curves": out.with_name(f"{out.stem}-curves.png"), "json": out.with_suffix(".json")}

@@ -50,6 +50,7 @@ def test_parquet_to_cache_to_pretraining(tmp_path):
     assert (run / "checkpoints" / "step-00000002.pt").exists()
 
 
+@pytest.mark.slow
 def test_config_lists_every_key_with_its_meaning_and_pretrain_help_says_so():
     from cijepa_lite.config import Config
 
@@ -59,6 +60,7 @@ def test_config_lists_every_key_with_its_meaning_and_pretrain_help_says_so():
     assert "python -m cijepa_lite config --preset ID" in " ".join(cli("pretrain", "--help").stdout.split())
 
 
+@pytest.mark.slow
 def test_bad_input_is_a_clear_error():
     out = cli("pretrain", "--preset", "tiny", "--out", "/tmp/x", "alpha=0.5", check=False)
     assert out.returncode != 0 and "unknown config key 'alpha'" in out.stderr

@@ -14,13 +14,16 @@ import csv
 import json
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import PRESETS, Config, config_changes, config_from_dict
 from ..files import write_json
 from ..provenance import provenance
 
-RESULTS_DIR = Path("results")
+RESULTS_DIR = Path("results")  # the repository's committed results (tracked: written only when asked to)
+OWN_RESULTS_DIR = Path("runs") / "results"  # where probe writes by default: git-ignored, git status stays clean
+DEFAULT_RESULTS_DIRS = (RESULTS_DIR, OWN_RESULTS_DIR)  # what table and export read by default
 WRITEUP_CSV = Path(__file__).resolve().parent / "writeup.csv"  # package data: ships with pip installs
 SCHEMA = 1
 COMPARABLE_CHANGES = {"epochs", "seed"}  # fields a kit run may change and still fill a write-up row
@@ -61,7 +64,7 @@ def result_name(record: dict) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem)
 
 
-def write_result(record: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
+def write_result(record: dict, results_dir: str | Path) -> Path:
     """Write `record` as results_dir/runs/<result_name>.json (replacing an older evaluation of the same thing)."""
     missing = [k for k in ("run_id", "top1", "probe", "pretrain", "config") if k not in record]
     if missing:
@@ -81,6 +84,12 @@ def load_results(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
         if record.get("schema") != SCHEMA:
             raise ValueError(f"results file {path} has schema {record.get('schema')!r}, expected {SCHEMA}")
         records.append({**record, "file": str(path)})
+    return sorted(records, key=lambda r: r["written"])
+
+
+def load_results_from(results_dirs: Sequence[str | Path] = DEFAULT_RESULTS_DIRS) -> list[dict]:
+    """Every record under each of `results_dirs` that exists (a missing one holds nothing), oldest first."""
+    records = [r for d in results_dirs if (Path(d) / "runs").is_dir() for r in load_results(d)]
     return sorted(records, key=lambda r: r["written"])
 
 
