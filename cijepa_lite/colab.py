@@ -13,11 +13,13 @@ import torch
 
 from .config import PRESETS, Config
 from .engine.memory import space_report as space_report  # the pretrain notebook's space check
+from .plots import sample_grid as sample_grid  # the data notebook's look at the prepared images
 from .provenance import device_name, versions
 
 SMOKE_ENV = "CIJEPA_SMOKE"  # "1": run every notebook end to end on CPU on locally generated data
 STORAGE_ENV = "CIJEPA_STORAGE"  # outside Colab: the folder that stands in for Google Drive
 WORKDIR_ENV = "CIJEPA_WORKDIR"  # fast local disk for runs and data (Colab: /content)
+SMOKE = "smoke"  # in smoke mode every run name and saved figure says so (the tiny model on digits, not a real run)
 
 
 def in_colab() -> bool:
@@ -32,6 +34,11 @@ def smoke_mode() -> bool:
     if flag in ("0", "false", "no"):
         return False
     return not torch.cuda.is_available()
+
+
+def smoke_named(name: str, smoke: bool) -> str:
+    """`name` as smoke mode spells it: prefixed with "smoke-" (unless it says smoke already); unchanged otherwise."""
+    return f"{SMOKE}-{name}" if smoke and SMOKE not in name else name
 
 
 def workdir() -> Path:
@@ -123,7 +130,7 @@ def smoke_config(cfg: Config, data_dir: Path) -> Config:
     """`cfg`'s supervision on the tiny model, one short epoch on the smoke data: same code paths, seconds."""
     from .picker import supervision_config
 
-    tiny = replace(PRESETS["tiny"], run_id=cfg.run_id, dataset=str(data_dir), epochs=1, batch_size=64, base_batch=64,
+    tiny = replace(PRESETS["tiny"], run_id=smoke_named(cfg.run_id, True), dataset=str(data_dir), epochs=1, batch_size=64, base_batch=64,
                    log_every=2, ckpt_minutes=0.0, num_workers=0, knn_every_epochs=None)  # one epoch: no kNN due
     return supervision_config(tiny, cfg.collect_from, cfg.intermediate_rows, cfg.all_to_last_weight,
                               cfg.last_to_last_weight)
@@ -132,14 +139,15 @@ def smoke_config(cfg: Config, data_dir: Path) -> Config:
 def pretrain_run(picked: Config, smoke: bool, data_dir: Path, name: str = "") -> tuple[Config, Path]:
     """The config `train()` is asked for and the local run folder: the picked supervision (on the tiny model in
     smoke mode) with this session's paths. The folder is `name`, else named after the supervision actually trained
-    (picker.run_name: a table row's id only when it is that row); Drive keeps the mirror. Resuming follows
+    (picker.run_name: a table row's id only when it is that row), "smoke-" first in smoke mode; Drive keeps the
+    mirror. Resuming follows
     `train()`'s one policy (engine.rundir.resolve_config)."""
-    from .engine.names import run_paths
+    from .engine.names import check_run_name, run_paths
     from .picker import run_name
 
     trained = smoke_config(picked, data_dir) if smoke else picked
-    name = name or run_name(trained)
-    run, mirror = run_paths(name, workdir() / "runs", storage() / "runs")  # an unsafe RUN_NAME: one line
+    name = smoke_named(check_run_name(name) if name else run_name(trained), smoke)  # unsafe RUN_NAME: one line
+    run, mirror = run_paths(name, workdir() / "runs", storage() / "runs")
     cfg = replace(trained, run_id=name, mirror_dir=str(mirror), data_dir=None if smoke else str(data_dir))
     return cfg, run
 
@@ -163,17 +171,29 @@ def show(fig, path: str | Path) -> Path:
     """Save `fig` (a matplotlib Figure) as the PNG `path` and display that PNG in the notebook; returns `path`.
 
     Displaying the saved bytes works in Colab, Jupyter and headless runners alike, whatever the
-    matplotlib backend, and what is shown is exactly what is on disk.
+    matplotlib backend, and what is shown is exactly what is on disk. In smoke mode the file name starts with
+    "smoke-" and the title says smoke mode (unless they say so already).
     """
     import matplotlib.pyplot as plt
     from IPython.display import Image, display
 
-    path = Path(path)
+    path = smoke_figure(fig, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)  # a pyplot-managed figure would otherwise be drawn a second time by the inline backend
     display(Image(filename=str(path)))
     return path
+
+
+def smoke_figure(fig, path: str | Path) -> Path:
+    """In smoke mode: mark `fig`'s title and return `path` with its name smoke_named; else `path` as it is."""
+    path = Path(path)
+    if not smoke_mode():
+        return path
+    title = fig.get_suptitle()
+    if SMOKE not in title:
+        fig.suptitle(f"{title}\n" * bool(title) + "SMOKE MODE: the tiny model on digits, not a real run", fontsize=9)
+    return path.with_name(smoke_named(path.name, True))
 
 
 def describe(cfg: Config) -> str:
@@ -203,9 +223,10 @@ class LivePlot:
         self.rows += 1
         if self.rows % self.every:
             return
-        path = figure_path(self.run_dir, "curves.png")
+        fig = plot_curves(self.run_dir)
+        path = smoke_figure(fig, figure_path(self.run_dir, "curves.png"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        plot_curves(self.run_dir).savefig(path, dpi=110)
+        fig.savefig(path, dpi=110)
         if self.handle is None:
             self.handle = display(Image(filename=str(path)), display_id=True)
         else:
@@ -219,34 +240,16 @@ def figure_path(run_dir: str | Path, name: str) -> Path:
     return RunDir(run_dir).figure_file(name)
 
 
-def sample_grid(cache: str | Path, n: int = 16, split: str = "train"):
-    """A figure of `n` evenly spaced images of a prepared cache with their class names."""
-    from matplotlib.figure import Figure
-
-    from .data.cache import CacheSource
-
-    source = CacheSource(cache, split)
-    cols = 8
-    fig = Figure(figsize=(2 * cols, 2.2 * ((n + cols - 1) // cols)), layout="constrained")
-    for k, ax in enumerate(fig.subplots((n + cols - 1) // cols, cols).flat):
-        ax.axis("off")
-        if k < n:
-            image, label = source[k * len(source) // n]
-            ax.imshow(image)
-            ax.set_title(source.classes[label][:18], fontsize=8)
-    return fig
-
-
 def local_run(name: str, smoke: bool, data_dir: Path) -> Path:
     """A run's folder on local disk, with its newest checkpoint copied back from Drive if needed.
 
-    In smoke mode a run that does not exist yet is pretrained for a few steps first.
+    In smoke mode the run is "smoke-<name>", pretrained for a few steps first if it does not exist yet.
     """
     from .config import get_config
     from .engine import RunDir, train
-    from .engine.names import run_paths
+    from .engine.names import check_run_name, run_paths
 
-    run = RunDir(*run_paths(name, workdir() / "runs", storage() / "runs"))  # an unsafe RUN_NAME: one line
+    run = RunDir(*run_paths(smoke_named(check_run_name(name), smoke), workdir() / "runs", storage() / "runs"))
     if not run.has_checkpoints():
         if not smoke:
             raise FileNotFoundError(f"no checkpoints for run {name!r} in {run.path} or {run.mirror}: "

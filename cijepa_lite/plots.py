@@ -255,3 +255,19 @@ def save_curves(run_dirs: list[str | Path]) -> list[Path]:
         plot_curves(run).savefig(path, dpi=120)
         paths.append(path)
     return paths
+
+
+def sample_grid(cache: str | Path, n: int = 16, split: str = "train") -> Figure:
+    """A figure of `n` evenly spaced images of a prepared cache with their class names."""
+    from .data.cache import CacheSource
+
+    source = CacheSource(cache, split)
+    cols = 8
+    fig = Figure(figsize=(2 * cols, 2.2 * ((n + cols - 1) // cols)), layout="constrained")
+    for k, ax in enumerate(fig.subplots((n + cols - 1) // cols, cols).flat):
+        ax.axis("off")
+        if k < n:
+            image, label = source[k * len(source) // n]
+            ax.imshow(image)
+            ax.set_title(source.classes[label][:18], fontsize=8)
+    return fig

@@ -57,3 +57,33 @@ def test_space_report_names_the_bytes_a_run_needs_and_has(tmp_path):
     assert report["drive"]["needed_bytes"] == 2 * report["checkpoint_bytes"]
     assert report["local"]["needed_bytes"] == (cfg.keep_checkpoints + 1) * report["checkpoint_bytes"]
     assert report["drive"]["free_bytes"] > 0 and f"drive {tmp_path / 'drive'}" in report["line"]
+
+
+def test_smoke_mode_says_so_in_run_names_figure_names_and_titles(tmp_path, monkeypatch):
+    from IPython import display as ipd
+    from matplotlib.figure import Figure
+
+    from cijepa_lite.config import get_config
+
+    monkeypatch.setenv(colab.WORKDIR_ENV, str(tmp_path / "work"))
+    monkeypatch.setenv(colab.STORAGE_ENV, str(tmp_path / "drive"))
+    monkeypatch.setattr(ipd, "display", lambda obj, **kw: None)
+    picked = get_config("R-A05-B08")
+    assert colab.smoke_config(picked, tmp_path).run_id == "smoke-R-A05-B08"
+    cfg, run = colab.pretrain_run(picked, smoke=True, data_dir=tmp_path)
+    assert run.name == cfg.run_id == "smoke-R-A05-B08" and cfg.embed_dim == get_config("tiny").embed_dim
+    assert colab.pretrain_run(picked, smoke=True, data_dir=tmp_path, name="mine")[1].name == "smoke-mine"
+    assert colab.pretrain_run(picked, smoke=False, data_dir=tmp_path)[1].name == "R-A05-B08"  # a real run: as it is
+    for smoke, name, title in ((True, "smoke-table.png", "table\nSMOKE MODE: the tiny model on digits, not a real run"),
+                               (False, "table.png", "table")):
+        monkeypatch.setenv(colab.SMOKE_ENV, str(int(smoke)))
+        fig = Figure()
+        fig.subplots().plot([0, 1])
+        fig.suptitle("table")
+        path = colab.show(fig, tmp_path / "figs" / "table.png")
+        assert path == tmp_path / "figs" / name and path.is_file() and fig.get_suptitle() == title
+    monkeypatch.setenv(colab.SMOKE_ENV, "1")
+    fig = Figure()
+    fig.suptitle("smoke-R-A05-B08, step 4")  # a run's figure whose title names its smoke run: left as it is
+    assert colab.smoke_figure(fig, tmp_path / "run" / "curves.png").name == "smoke-curves.png"
+    assert fig.get_suptitle() == "smoke-R-A05-B08, step 4"

@@ -54,7 +54,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
 
 
 def run_dir(folder: Path) -> Path:
-    return folder / "work" / "runs" / "R-A05-B08"
+    return folder / "work" / "runs" / "smoke-R-A05-B08"  # smoke mode says so in the run's name
 
 
 def final_state(folder: Path) -> dict:
@@ -113,7 +113,9 @@ def test_a_custom_alpha_beta_typed_into_the_parameters_cell_is_what_run_all_trai
     nbformat.write(nb, edited)
     finish(start(tmp_path, edited))
     runs = [p.name for p in (tmp_path / "work" / "runs").iterdir()]
-    assert runs == ["custom-D1-5-rows2-a0.30-b0.90"]  # never a table row's folder
+    assert runs == ["smoke-custom-D1-5-rows2-a0.30-b0.90"]  # never a table row's folder, and it says smoke
+    figures = sorted(tmp_path.rglob("*.png"))
+    assert len(figures) >= 2 and all(p.name.startswith("smoke-") for p in figures), figures
     saved = json.loads((tmp_path / "work" / "runs" / runs[0] / "config.json").read_text())
     assert (saved["all_to_last_weight"], saved["last_to_last_weight"]) == (0.3, 0.9)
     assert RunDir(tmp_path / "work" / "runs" / runs[0]).latest().config.last_to_last_weight == 0.9

@@ -39,5 +39,5 @@ def test_colab_pretrain_run_refuses_an_escaping_name_before_anything_is_written(
             colab.local_run(name, smoke=True, data_dir=tmp_path / "data")
     assert not list((tmp_path / "work").glob("runs/*")) and not (tmp_path / "escaped").exists()
     cfg, run = colab.pretrain_run(PRESETS["R-U"], smoke=True, data_dir=tmp_path / "data", name="mine")
-    assert run == (tmp_path / "work" / "runs" / "mine").resolve()
-    assert cfg.mirror_dir == str((tmp_path / "drive" / "cijepa-lite" / "runs" / "mine").resolve())
+    assert run == (tmp_path / "work" / "runs" / "smoke-mine").resolve()  # smoke mode says so in the name
+    assert cfg.mirror_dir == str((tmp_path / "drive" / "cijepa-lite" / "runs" / "smoke-mine").resolve())
