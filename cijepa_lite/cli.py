@@ -15,6 +15,8 @@ from .data.imagenet100 import HUB_REPO, HUB_REVISION
 from .data.sources import DEFAULT_DATA_DIR
 from .eval.results import DEFAULT_RESULTS_DIRS, OWN_RESULTS_DIR
 
+COMPUTE_COMMANDS = {"pretrain", "demo", "probe", "inspect"}  # they pick torch's CPU threads first (cpus.fit_threads)
+
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `data` command's options to `parser`."""
@@ -167,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.lock import LockBusy
 
     args = build_parser().parse_args(argv)
+    if args.command in COMPUTE_COMMANDS:
+        from .cpus import fit_threads
+
+        note = fit_threads()  # torch threads = the CPUs free now; one line when the machine is busy
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     try:
         return args.func(args)
     except RunInterrupted as e:

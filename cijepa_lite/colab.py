@@ -72,12 +72,16 @@ def storage(subdir: str = "cijepa-lite") -> Path:
 
 
 def status() -> str:
-    """One line on what this runtime has: versions, device, smoke mode."""
+    """One line on what this runtime has: versions, device, smoke mode; sets torch's CPU threads to the CPUs free
+    now (cpus.fit_threads), with a second line when the machine is busy."""
+    from .cpus import fit_threads
+
+    busy = fit_threads()
     v = versions()
     gpu = device_name("cuda") if torch.cuda.is_available() else "no GPU"
     mem = f", {torch.cuda.mem_get_info()[1] / 2**30:.0f} GiB" if torch.cuda.is_available() else ""
     return (f"torch {v['torch']}, torchvision {v['torchvision']}, timm {v['timm']}, python {v['python']}; "
-            f"{gpu}{mem}; Colab: {in_colab()}; smoke mode: {smoke_mode()}")
+            f"{gpu}{mem}; Colab: {in_colab()}; smoke mode: {smoke_mode()}" + (f"\n{busy}" if busy else ""))
 
 
 def write_smoke_parquet(root: str | Path) -> Path:

@@ -5,6 +5,9 @@ import torch
 
 # Tests run on 2 cores; more threads than cores only adds contention.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# A fixed thread count, so no command run in a test picks its own from the load of the moment (cpus.fit_threads
+# leaves OMP_NUM_THREADS alone): results and timings do not depend on what else the machine runs.
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.fixture
