@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help="the write-up's table with the kit's measured numbers beside it")
     p.add_argument("--results", nargs="+", default=None, help=f"results directories (default "
-                   f"{' and '.join(map(str, DEFAULT_RESULTS_DIRS))}: the committed results and your probes')")
+                   f"{' and '.join(map(str, DEFAULT_RESULTS_DIRS))}: the committed results and your probes)")
     p.add_argument("--figures", default=None, help="also write PNG figures into this directory (e.g. runs/figures)")
     p.add_argument("--runs", nargs="*", default=[],
                    help="run folders (or a folder of them) whose training curves to draw: into --figures, or "
