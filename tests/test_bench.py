@@ -47,6 +47,7 @@ def test_bench_compiles_when_asked_counts_graphs_and_records_wall_and_device_tim
     assert "graphs (0 while timed)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_ops_counts_host_ops_per_step_and_fewer_with_larger_micro_batches(tmp_path):
     from cijepa_lite.cli import main as cli
 

@@ -1,4 +1,5 @@
 """The engine of one process: the optimizer step never waits for the device; accumulation equals one pass."""
+import pytest
 import torch
 from torch.utils.data import Subset
 
@@ -53,6 +54,7 @@ def test_a_step_never_reads_device_values_back():
     assert engine.interval.loss.device.type == "meta"
 
 
+@pytest.mark.slow  # a whole (short) run
 def test_gradient_accumulation_matches_one_pass(tmp_path):
     source = Subset(Digits("train"), range(64))
     train(small(), tmp_path / "one", max_steps=3, source=source, progress=False)

@@ -111,6 +111,7 @@ def source():
     return Subset(Digits("train"), range(64))
 
 
+@pytest.mark.slow
 def test_through_train_the_failure_reaches_summary_and_metrics_and_the_mirror_alone_resumes(tmp_path, source,
                                                                                           monkeypatch):
     run, drive_dir = tmp_path / "run", tmp_path / "drive"

@@ -19,6 +19,7 @@ from cijepa_lite.engine import RunDir, checkpoint, read_metrics, train
 from cijepa_lite.method.model import CIJEPA
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every test here trains whole (short) runs
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,6 @@ def test_negative_control_an_epoch_restarting_resume_is_detected(tmp_path, sourc
     assert "loss sequence" in diffs and any(d.startswith("student.") for d in diffs)
 
 
-@pytest.mark.slow
 def test_sigkill_and_rerun_with_the_same_command_is_bitwise_equal(tmp_path):
     """A separate process is SIGKILLed mid-run (checkpointing every step); the same command resumes."""
     cmd = [sys.executable, "-m", "cijepa_lite", "pretrain", "--preset", "tiny", "--steps", "10", "--no-progress",

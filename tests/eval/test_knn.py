@@ -64,6 +64,7 @@ def test_the_monitor_needs_a_period():
         KNNMonitor(get_config("tiny", knn_every_epochs=0), torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_train_logs_knn_every_epoch_without_changing_training(tmp_path, monkeypatch):
     monkeypatch.setattr(knn, "open_source", small_digits)
     source = Subset(Digits("train"), range(64))

@@ -63,6 +63,7 @@ def test_lr_decays_linearly_per_step_from_peak_to_zero():
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
 
 
+@pytest.mark.slow
 def test_probe_trains_adamw_on_teacher_patch_means_with_the_recipe_transforms(run_dir, monkeypatch):
     """AdamW (lr 3e-3 decayed per step to 0, wd 0), probe transforms, mean of the TEACHER's last-block tokens."""
     SpyAdamW.instances.clear()
@@ -112,6 +113,7 @@ def test_per_depth_heads_learn_exactly_what_separate_heads_learn(tiny_cfg):
     assert not torch.allclose(many.weight[0], many.weight[-1])  # heads are independent
 
 
+@pytest.mark.slow
 def test_per_depth_probe_returns_one_accuracy_per_block(run_dir):
     record = evaluate_run(run_dir, probe="recipe", per_depth=True, recipe=ProbeRecipe(epochs=1), progress=False)
     cfg = get_config("tiny")

@@ -114,6 +114,7 @@ def test_bf16_autocast_path_runs_on_cpu(tiny_cfg):
     assert model.student.blocks[0].attn.qkv.weight.grad.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_compiled_parts_equal_eager_and_compile_once_for_every_mask_size():
     """Dynamo captures the graphs inductor would compile (the "eager" backend runs them as captured, fast to test)."""
     from torch._dynamo.backends.registry import lookup_backend
