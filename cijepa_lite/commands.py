@@ -25,10 +25,16 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 
 def probe_command(args: argparse.Namespace) -> int:
+    from .data.loading import usable_cpus
     from .eval.probe import ProbeRecipe
     from .eval.results import write_result
     from .evaluate import evaluate_run
 
+    cpus = usable_cpus()  # each of the train and val loaders starts this many workers at most
+    if args.workers is not None and not 0 <= args.workers <= cpus:
+        raise ValueError(f"--workers {args.workers}: must be in [0, {cpus}] (the CPUs usable here)")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: must be >= 0")
     record = evaluate_run(args.run, probe=args.probe, encoder=args.encoder, per_depth=args.per_depth, seed=args.seed,
                           recipe=ProbeRecipe(epochs=args.epochs), num_workers=args.workers,
                           progress=not args.no_progress, random_init=args.random_init)
