@@ -48,6 +48,7 @@ def probe_command(args: argparse.Namespace) -> int:
 
 def table_command(args: argparse.Namespace) -> int:
     """Print the table; draw figures into --figures, or only the --runs' curves into each run's figures/."""
+    from .engine import read_config
     from .eval.results import load_results, results_table
     from .plots import save_curves, save_figures
 
@@ -60,6 +61,8 @@ def table_command(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"table: {e}", file=sys.stderr)
         return 1
+    for run in runs:  # a damaged config.json is one line naming it, before anything is drawn
+        read_config(run)
     records = load_results(args.results)
     print(results_table(records))
     paths = save_figures(args.figures, records, run_dirs=runs) if args.figures else save_curves(runs)
