@@ -105,7 +105,7 @@ def check_target(out: Path, cfg: Config) -> None:
         earlier = json.loads((out / CONFIG_FILE).read_text())
         same = earlier.get("format") == FORMAT and not config_changes(cfg, config_from_dict(earlier["config"])) \
             and earlier["config"]["run_id"] == cfg.run_id and set(held) <= set(EXPORT_FILES)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
         same = False
     if not same:
         raise ValueError(f"export --out {out} holds {held[:4]} and is not an earlier export of run {cfg.run_id!r}: "
@@ -194,18 +194,20 @@ def load_encoder(path: str | Path, device: torch.device | str | None = None) -> 
         path: an export folder (or its model.safetensors).
     """
     folder, meta, cfg = read_export(path)
+    state = checked_weights(folder, cfg)  # before the model is built: cfg may describe gigabytes
     encoder = VisionTransformer(cfg)
-    encoder.load_state_dict(checked_weights(folder, cfg))
+    encoder.load_state_dict(state)
     return encoder.to(device or "cpu").eval()
 
 
 def timm_encoder(path: str | Path) -> nn.Module:
     """The exported encoder as timm's Eva (same weights, same outputs), in eval mode."""
     folder, meta, cfg = read_export(path)
+    state = checked_weights(folder, cfg)
     if meta.get("timm_eva_kwargs") != eva_kwargs(cfg):
         raise ValueError(f"{folder / CONFIG_FILE}: field timm_eva_kwargs does not match field config")
     eva = Eva(**eva_kwargs(cfg), norm_layer=LayerNorm)
-    eva.load_state_dict(checked_weights(folder, cfg))
+    eva.load_state_dict(state)
     return eva.eval()
 
 
@@ -215,7 +217,7 @@ def read_export(path: str | Path) -> tuple[Path, dict, Config]:
     where = folder / CONFIG_FILE
     try:
         meta = json.loads(where.read_text())
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"{where} is not valid JSON ({e}): export the run again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{where}: field format is not {FORMAT!r}: not an encoder export")

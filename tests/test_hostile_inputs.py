@@ -149,13 +149,14 @@ def test_hostile_command_line_inputs_are_one_line_and_change_nothing(run, tmp_pa
 
 def test_a_damaged_metrics_row_is_skipped_naming_file_and_line(run, tmp_path, capsys):
     metrics = run / "metrics.jsonl"
-    metrics.write_text(metrics.read_text() + '{"step": Infinity}\n[1]\n{"step": 2.5}\n{"step": 3, "lo')
+    deep = "[" * 100_000  # json's RecursionError
+    metrics.write_text(metrics.read_text() + f'{{"step": Infinity}}\n[1]\n{{"step": 2.5}}\n{deep}\n{{"step": 3, "lo')
     with pytest.warns(UserWarning) as caught:
         rows = read_metrics(run)
     assert [r["step"] for r in rows] == [2]
     said = [str(w.message) for w in caught]
-    assert [s.split(":")[0] for s in said] == [f"{metrics} line {n}" for n in (2, 3, 4, 5)], said
-    assert "step=inf is not a whole number" in said[0] and "not a JSON row" in said[3]
+    assert [s.split(":")[0] for s in said] == [f"{metrics} line {n}" for n in (2, 3, 4, 5, 6)], said
+    assert "step=inf is not a whole number" in said[0] and "not a JSON row" in said[3] and "not a JSON row" in said[4]
     before = tree(tmp_path)
     with pytest.warns(UserWarning, match="line 2: field step=inf"):
         assert main(["table", "--results", str(ROOT / "results"), "--runs", str(run)]) == 0  # curves drawn from the rest
@@ -167,11 +168,11 @@ def test_a_damaged_metrics_row_is_skipped_naming_file_and_line(run, tmp_path, ca
     ({"pid": 1.5, "host": "h", "locked": 1.0}, "unreadable lock file"),
     ({"pid": 123, "host": ["h"], "locked": 1.0}, "unreadable lock file"),
     ({"pid": 123, "host": "h", "locked": 1e300}, "unreadable lock file"),
-    ([1, 2], "unreadable lock file"),
+    ([1, 2], "unreadable lock file"), ("[" * 100_000, "unreadable lock file"),
 ])
 def test_a_damaged_lock_file_is_never_a_traceback(tmp_path, record, says):
     lock = tmp_path / "run.lock"
-    lock.write_text(json.dumps(record))
+    lock.write_text(record if isinstance(record, str) else json.dumps(record))
     with pytest.raises(LockBusy, match="being locked by another process right now .*run.lock is damaged"):
         DirLock(lock).acquire()  # fresh: it may be a lock being written right now
     os.utime(lock, (time.time() - 60, time.time() - 60))
@@ -197,15 +198,11 @@ def test_exports_write_only_into_new_empty_or_same_run_folders_and_replace_them_
         export_encoder(run, out, results_dir=tmp_path / "none")
     assert tree(tmp_path) == before and victim.read_text() == "keep"
     (out / ".tmp-README.md-planted").unlink()
-    other = tmp_path / "other"  # another run (different config) into the same folder: refused
-    shutil.copytree(run, other)
-    cfg = json.loads((other / "config.json").read_text())
-    from cijepa_lite.config import get_config
-
-    from cijepa_lite.engine.train import train
-    from cijepa_lite.data.sources import Digits
-    from torch.utils.data import Subset
-    del cfg, get_config, train, Digits, Subset
+    edit(out, lambda m: m["config"].update(seed=5))  # now the export of another run (another config): refused
+    before = tree(tmp_path)
+    with pytest.raises(ValueError, match="is not an earlier export of run 'tiny'"):
+        export_encoder(run, out, results_dir=tmp_path / "none")
+    assert tree(tmp_path) == before
     empty = tmp_path / "empty"
     empty.mkdir()
     export_encoder(run, empty, results_dir=tmp_path / "none")

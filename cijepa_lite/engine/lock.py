@@ -78,11 +78,12 @@ class DirLock:
         """The lock file's record, or None when it is unreadable or malformed (a torn or hand-edited file)."""
         try:
             value = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
             return None
         valid = (isinstance(value, dict) and type(value.get("pid")) is int and value["pid"] > 0
                  and isinstance(value.get("host"), str) and isinstance(value.get("locked"), (int, float))
-                 and 0 <= value["locked"] < _YEAR_3000 and isinstance(value.get("process_start"), (int, float, type(None))))
+                 and 0 <= value["locked"] < _YEAR_3000
+                 and isinstance(value.get("process_start"), (int, float, type(None))))
         return value if valid else None
 
     def _take_over_if_stale(self) -> None:

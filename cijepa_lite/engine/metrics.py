@@ -18,7 +18,7 @@ def metrics_row(line: str) -> tuple[dict | None, str | None]:
         return None, None
     try:
         row = json.loads(line)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: deeply nested JSON
         return None, f"not a JSON row ({e})"
     if not isinstance(row, dict):
         return None, f"holds a {type(row).__name__}, not a JSON object"

@@ -280,7 +280,7 @@ def read_config(run_dir: str | Path) -> dict | None:
         return None
     try:
         return config_from_dict(json.loads(path.read_text())).to_dict()
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"{path}: {e} (the next pretrain of this run rewrites it)") from None
 
 

@@ -77,7 +77,7 @@ def load_results(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
     for path in sorted((Path(results_dir) / "runs").glob("*.json")):
         try:
             record = json.loads(path.read_text())
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise ValueError(f"results file {path} is not valid JSON: {e}") from None
         problem = record_problem(record)
         if problem:
