@@ -25,10 +25,16 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 
 def probe_command(args: argparse.Namespace) -> int:
+    from .data.loading import usable_cpus
     from .eval.probe import ProbeRecipe
     from .eval.results import write_result
     from .evaluate import evaluate_run
 
+    cpus = usable_cpus()  # each of the train and val loaders starts this many workers at most
+    if args.workers is not None and not 0 <= args.workers <= cpus:
+        raise ValueError(f"--workers {args.workers}: must be in [0, {cpus}] (the CPUs usable here)")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: must be >= 0")
     record = evaluate_run(args.run, probe=args.probe, encoder=args.encoder, per_depth=args.per_depth, seed=args.seed,
                           recipe=ProbeRecipe(epochs=args.epochs), num_workers=args.workers,
                           progress=not args.no_progress, random_init=args.random_init)
@@ -42,6 +48,7 @@ def probe_command(args: argparse.Namespace) -> int:
 
 def table_command(args: argparse.Namespace) -> int:
     """Print the table; draw figures into --figures, or only the --runs' curves into each run's figures/."""
+    from .engine import read_config
     from .eval.results import DEFAULT_RESULTS_DIRS, load_results_from, results_table
     from .plots import save_curves, save_figures
 
@@ -56,6 +63,8 @@ def table_command(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"table: {e}", file=sys.stderr)
         return 1
+    for run in runs:  # a damaged config.json is one line naming it, before anything is drawn
+        read_config(run)
     records = load_results_from(dirs)
     print(results_table(records))
     paths = save_figures(args.figures, records, run_dirs=runs) if args.figures else save_curves(runs)

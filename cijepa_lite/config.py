@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, replace
@@ -108,11 +109,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
+_HINTS = typing.get_type_hints(Config)  # {field: type}, for validation and the command line's parsing
+
 # Fields that may differ between a checkpoint's config and the resuming run's config.
-RUNTIME_FIELDS = frozenset(
-    ["data_dir", "micro_batch_size", "num_workers", "log_every", "ckpt_minutes", "keep_checkpoints",
-     "mirror_dir", "max_skipped_steps", "compile", "knn_every_epochs"]
-)
+RUNTIME_FIELDS = frozenset(["data_dir", "micro_batch_size", "num_workers", "log_every", "ckpt_minutes",
+                            "keep_checkpoints", "mirror_dir", "max_skipped_steps", "compile", "knn_every_epochs"])
 
 
 # Numeric fields and their allowed ranges (lo, hi), inclusive; None = unbounded on that side.
@@ -124,31 +125,43 @@ _RANGES = {
     "base_batch": (1, None), "warmup_fraction": (0.0, 1.0), "warmup_start_factor": (0.0, 1.0),
     "final_lr": (0.0, None), "weight_decay": (0.0, None), "adam_eps": (0.0, None),
     "log_every": (1, None), "ckpt_minutes": (0.0, None), "keep_checkpoints": (1, None),
-    "max_skipped_steps": (0, None),
+    "max_skipped_steps": (0, None), "num_workers": (0, None), "micro_batch_size": (1, None),
+    "all_to_last_weight": (0.0, 1.0), "last_to_last_weight": (0.0, 1.0),  # these four may also be None
 }
 # Pairs (lo, hi) with 0 < lo <= hi (<= 1 for fractions).
 _PAIRS = {"target_scale": 1.0, "target_aspect": None, "context_scale": 1.0, "crop_scale": 1.0, "adam_betas": 1.0}
 
 
-def _range_text(lo, hi) -> str:
-    if hi is None:
-        return f">= {lo}"
-    return f"in [{lo}, {hi}]"
+def _type_ok(value, hint) -> bool:
+    """Whether `value` has the field type `hint` (int, float, str, bool, tuple[float, float], X | None)."""
+    if isinstance(hint, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, tuple) and len(value) == 2 and all(_type_ok(v, float) for v in value)
+    if hint in (int, float):  # an int is a valid float; a bool is neither
+        return not isinstance(value, bool) and isinstance(value, (int, float) if hint is float else int)
+    return isinstance(value, hint)
 
 
 def _validate(cfg: Config) -> None:
     def fail(key, why):
         raise ValueError(f"config {key}={getattr(cfg, key)!r}: {why}")
 
+    for key, hint in _HINTS.items():  # types first: a hand-edited file may hold anything
+        if not _type_ok(value := getattr(cfg, key), hint):
+            fail(key, f"must be of type {getattr(hint, '__name__', hint)}")
+        numbers = [v for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, float)]
+        if key != "ckpt_minutes" and not all(map(math.isfinite, numbers)):  # ckpt_minutes=inf: only the last one
+            fail(key, "must be a finite number")
+    if not cfg.run_id.strip():
+        fail("run_id", "must be a non-empty name")
     for key, (lo, hi) in _RANGES.items():
         value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(key, f"must be a number {_range_text(lo, hi)}")
-        if not (value >= lo and (hi is None or value <= hi)):  # also catches NaN
-            fail(key, f"must be {_range_text(lo, hi)}")
+        if value is not None and not (value >= lo and (hi is None or value <= hi)):
+            fail(key, f"must be {f'>= {lo}' if hi is None else f'in [{lo}, {hi}]'}")
     for key, top in _PAIRS.items():
         pair = getattr(cfg, key)
-        if len(pair) != 2 or not 0 <= pair[0] <= pair[1] or (top is not None and pair[1] > top):
+        if not 0 <= pair[0] <= pair[1] or (top is not None and pair[1] > top):
             fail(key, f"must be a pair (lo, hi) with 0 <= lo <= hi{'' if top is None else f' <= {top}'}")
     if cfg.img_size % cfg.patch_size:
         fail("img_size", f"must be a multiple of patch_size={cfg.patch_size}")
@@ -160,18 +173,9 @@ def _validate(cfg: Config) -> None:
         fail("collect_from", f"must index a block of depth={cfg.depth}")
     if not 0 <= cfg.intermediate_rows <= cfg.num_depths - 1:
         fail("intermediate_rows", f"must be in [0, L-1] with L={cfg.num_depths} collected depths")
-    for key in ("all_to_last_weight", "last_to_last_weight"):
-        w = getattr(cfg, key)
-        if w is not None and not 0.0 <= w <= 1.0:
-            fail(key, "must be in [0, 1] or None")
-    if cfg.mask_mode not in ("upstream", "corrected"):
-        fail("mask_mode", "must be 'upstream' or 'corrected'")
-    if cfg.precision not in ("bf16", "fp32"):
-        fail("precision", "must be 'bf16' or 'fp32'")
-    if cfg.num_workers is not None and cfg.num_workers < 0:
-        fail("num_workers", "must be >= 0 or None (auto: the usable CPUs minus one)")
-    if cfg.micro_batch_size is not None and cfg.micro_batch_size <= 0:
-        fail("micro_batch_size", "must be >= 1 or None")
+    for key, choices in (("mask_mode", ("upstream", "corrected")), ("precision", ("bf16", "fp32"))):
+        if getattr(cfg, key) not in choices:
+            fail(key, f"must be one of {choices}")
     if not 0.0 <= cfg.ema_start <= cfg.ema_end <= 1.0:
         fail("ema_start", f"need 0 <= ema_start <= ema_end={cfg.ema_end} <= 1")
     if cfg.knn_every_epochs is not None and not cfg.knn_every_epochs > 0:
@@ -218,7 +222,7 @@ PRESETS: dict[str, Config] = {rid: replace(_VIT_B, run_id=rid, **sup) for rid, s
 PRESETS["tiny"] = _TINY
 
 
-def get_config(run_id: str, **overrides) -> Config:
+def get_config(run_id: str, /, **overrides) -> Config:
     """The preset `run_id` with `overrides` applied; unknown run ids or keys raise.
 
     Args:
@@ -237,7 +241,9 @@ def with_supervision(cfg: Config, run_id: str) -> Config:
 
 
 def config_from_dict(values: dict) -> Config:
-    """A Config from its `to_dict()` form (JSON turns tuples into lists); unknown keys raise naming them."""
+    """A Config from its `to_dict()` form (JSON turns tuples into lists); unknown keys or bad values: ValueError."""
+    if not isinstance(values, dict):
+        raise ValueError(f"a saved config is a JSON object, not a {type(values).__name__}")
     unknown = sorted(set(values) - set(Config.__dataclass_fields__))
     if unknown:
         raise ValueError(f"saved config has keys this version does not know: {unknown}")
@@ -262,8 +268,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def _coerce_all(overrides: dict) -> dict:
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    hints = typing.get_type_hints(Config)
+    fields = hints = _HINTS
     out = {}
     for key, value in overrides.items():
         if key not in fields:
@@ -284,17 +289,12 @@ def _coerce(key: str, text: str, hint) -> object:
         args = typing.get_args(hint)
     try:
         if typing.get_origin(hint) is tuple:
-            parts = text.strip("()[] ").split(",")
-            return tuple(args[0](p) for p in parts)
+            return tuple(args[0](p) for p in text.strip("()[] ").split(","))
         if hint is bool:
-            if text.lower() in ("1", "true", "yes"):
-                return True
-            if text.lower() in ("0", "false", "no"):
-                return False
-            raise ValueError(text)
+            return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[text.lower()]
         if hint is float and "/" in text:  # allow alpha=1/11
             num, den = text.split("/")
             return float(num) / float(den)
         return hint(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError, ZeroDivisionError):
         raise ValueError(f"config {key}={text!r}: not a valid {getattr(hint, '__name__', hint)}") from None

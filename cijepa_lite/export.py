@@ -15,10 +15,14 @@ features then come from `eva.forward_intermediates(x, output_fmt="NLC", intermed
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from timm.models.eva import Eva
 from torch import nn
@@ -36,8 +40,10 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "encoder.json"
 CARD_FILE = "README.md"
 RESULTS_FILE = "results.json"
+EXPORT_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, RESULTS_FILE)
 FORMAT = "cijepa-lite encoder"
 WHICH = ("teacher", "student")
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}  # torch -> safetensors header
 
 
 def eva_kwargs(cfg: Config) -> dict:
@@ -54,9 +60,13 @@ def export_encoder(run_dir: str | Path, out: str | Path, which: str = "teacher",
                    results_dirs: Sequence[str | Path] = DEFAULT_RESULTS_DIRS) -> Path:
     """Write the newest checkpoint's `which` encoder of `run_dir` into the folder `out`; returns `out`.
 
+    `out` must be new, empty, or an earlier export of the same run (same config); it is replaced whole: the
+    files are written into a fresh sibling folder, which then takes `out`'s place (no stale file of
+    another export stays, and a failure leaves `out` as it was).
+
     Args:
         run_dir: a pretraining run directory.
-        out: the export folder (made if missing; files in it are replaced atomically).
+        out: the export folder.
         which: "teacher" (the EMA encoder the write-up probes) or "student".
         results_dirs: where the run's result JSONs are looked up for the card (<dir>/runs/*.json; default the
             committed results/ and runs/results/, where probe writes).
@@ -65,19 +75,59 @@ def export_encoder(run_dir: str | Path, out: str | Path, which: str = "teacher",
         raise ValueError(f"--which {which!r}: expected one of {WHICH}")
     encoders, ckpt = load_encoders(run_dir)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_target(out, ckpt.config)
+    records = run_results(ckpt.config, ckpt.step, results_dirs)  # a bad results file fails before any write
     state = {k: v.contiguous() for k, v in encoders[which].state_dict().items()}
     meta = {"format": FORMAT, "run_id": ckpt.config.run_id, "which": which, "step": ckpt.step,
             "git_sha": ckpt.meta.get("git_sha"), "export_provenance": provenance(), "config": ckpt.config.to_dict(),
             "timm_eva_kwargs": eva_kwargs(ckpt.config)}
-    write_atomic(out / WEIGHTS_FILE, lambda f: f.write(_safetensors_bytes(state, meta)))
-    write_json(out / CONFIG_FILE, meta)
-    records = run_results(ckpt.config, ckpt.step, results_dirs)
-    if records:
-        write_json(out / RESULTS_FILE, records)
-    text = model_card(meta, records).encode()
-    write_atomic(out / CARD_FILE, lambda f: f.write(text))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))  # ours alone (0700)
+    try:
+        write_atomic(fresh / WEIGHTS_FILE, lambda f: f.write(_safetensors_bytes(state, meta)))
+        write_json(fresh / CONFIG_FILE, meta)
+        if records:
+            write_json(fresh / RESULTS_FILE, records)
+        text = model_card(meta, records).encode()
+        write_atomic(fresh / CARD_FILE, lambda f: f.write(text))
+        fresh.chmod(0o755)
+        _replace_folder(fresh, out)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)  # only left when something failed
     return out
+
+
+def check_target(out: Path, cfg: Config) -> None:
+    """ValueError unless `out` is new, an empty folder, or an earlier export of a run with config `cfg`."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ValueError(f"export --out {out} is a {'link' if out.is_symlink() else 'file'}: give a folder")
+    held = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    if not held:
+        return
+    try:
+        earlier = json.loads((out / CONFIG_FILE).read_text())
+        same = earlier.get("format") == FORMAT and not config_changes(cfg, config_from_dict(earlier["config"])) \
+            and earlier["config"]["run_id"] == cfg.run_id and set(held) <= set(EXPORT_FILES)
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        same = False
+    if not same:
+        raise ValueError(f"export --out {out} holds {held[:4]} and is not an earlier export of run {cfg.run_id!r}: "
+                         "give a new or empty folder")
+
+
+def _replace_folder(fresh: Path, out: Path) -> None:
+    """Put the folder `fresh` in the place of `out` (renames; an earlier `out` is removed after the swap)."""
+    if not out.exists():
+        os.rename(fresh, out)
+        return
+    old = fresh.with_suffix(".old")
+    os.rename(out, old)
+    try:
+        os.rename(fresh, out)
+    except OSError:
+        os.rename(old, out)  # put the earlier export back
+        raise
+    shutil.rmtree(old)
 
 
 def _safetensors_bytes(state: dict[str, torch.Tensor], meta: dict) -> bytes:
@@ -138,23 +188,70 @@ file, then `eva.forward_intermediates(images, output_fmt="NLC", intermediates_on
 def load_encoder(path: str | Path, device: torch.device | str | None = None) -> VisionTransformer:
     """The encoder saved in an export folder, in eval mode: `encoder(images)` is the list of every block's output.
 
+    encoder.json is checked against the safetensors header (names, shapes, dtypes) before anything is
+    allocated, and the weights for finiteness after reading; a mismatch is a ValueError naming file and field.
+
     Args:
         path: an export folder (or its model.safetensors).
     """
-    folder = _folder(path)
-    meta = json.loads((folder / CONFIG_FILE).read_text())
-    encoder = VisionTransformer(config_from_dict(meta["config"]))
-    encoder.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    folder, meta, cfg = read_export(path)
+    state = checked_weights(folder, cfg)  # before the model is built: cfg may describe gigabytes
+    encoder = VisionTransformer(cfg)
+    encoder.load_state_dict(state)
     return encoder.to(device or "cpu").eval()
 
 
 def timm_encoder(path: str | Path) -> nn.Module:
     """The exported encoder as timm's Eva (same weights, same outputs), in eval mode."""
-    folder = _folder(path)
-    meta = json.loads((folder / CONFIG_FILE).read_text())
-    eva = Eva(**meta["timm_eva_kwargs"], norm_layer=LayerNorm)
-    eva.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    folder, meta, cfg = read_export(path)
+    state = checked_weights(folder, cfg)
+    if meta.get("timm_eva_kwargs") != eva_kwargs(cfg):
+        raise ValueError(f"{folder / CONFIG_FILE}: field timm_eva_kwargs does not match field config")
+    eva = Eva(**eva_kwargs(cfg), norm_layer=LayerNorm)
+    eva.load_state_dict(state)
     return eva.eval()
+
+
+def read_export(path: str | Path) -> tuple[Path, dict, Config]:
+    """(folder, encoder.json, its config) of an export; ValueError naming the file and the field if damaged."""
+    folder = _folder(path)
+    where = folder / CONFIG_FILE
+    try:
+        meta = json.loads(where.read_text())
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{where} is not valid JSON ({e}): export the run again") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{where}: field format is not {FORMAT!r}: not an encoder export")
+    try:
+        return folder, meta, config_from_dict(meta.get("config"))
+    except ValueError as e:
+        raise ValueError(f"{where}: field config: {e}") from None
+
+
+def checked_weights(folder: Path, cfg: Config) -> dict[str, torch.Tensor]:
+    """The safetensors weights of an export once their header fits the encoder `cfg` describes, all finite."""
+    where = folder / WEIGHTS_FILE
+    try:
+        with safe_open(where, "pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (OSError, SafetensorError) as e:
+        raise ValueError(f"{where}: unreadable safetensors header ({e})") from None
+    blocks = {k.split(".")[1] for k in header if k.startswith("blocks.")}
+    if len(blocks) != cfg.depth:  # checked first: the model below is built from cfg (on the meta device)
+        raise ValueError(f"{where} holds {len(blocks)} blocks, {folder / CONFIG_FILE} field config.depth "
+                         f"says {cfg.depth}")
+    with torch.device("meta"):
+        expected = {k: (tuple(v.shape), _DTYPES[v.dtype]) for k, v in VisionTransformer(cfg).state_dict().items()}
+    wrong = sorted(k for k in expected.keys() | header.keys() if expected.get(k) != header.get(k))
+    if wrong:
+        k = wrong[0]
+        raise ValueError(f"{where}: tensor {k} is {header.get(k, 'missing')}, {folder / CONFIG_FILE} field config "
+                         f"describes {expected.get(k, 'no such tensor')} ({len(wrong)} differ)")
+    state = load_file(where)
+    bad = [k for k, v in state.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{where}: tensor {bad[0]} holds non-finite values ({len(bad)} tensors do)")
+    return state
 
 
 def _folder(path: str | Path) -> Path:
@@ -170,8 +267,8 @@ def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None, priv
     """Upload an export folder to the Hugging Face Hub model repo `repo_id` (made if missing); returns its URL."""
     from huggingface_hub import HfApi
 
-    folder = _folder(folder)
-    run_id = json.loads((folder / CONFIG_FILE).read_text())["run_id"]
+    folder, meta, cfg = read_export(folder)
+    run_id = cfg.run_id
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",

@@ -24,7 +24,7 @@ from PIL import Image
 
 from .config import Config
 from .data import open_source
-from .data.images import load_rgb
+from .data.images import open_image_file
 from .data.sources import IMAGENET_MEAN, IMAGENET_STD
 from .engine import RunDir, load_encoders
 from .eval.features import default_device
@@ -37,6 +37,8 @@ from .plots import plot_feature_maps, plot_inspect_curves
 VAL = "val"  # in `images`: a fixed sample of the run's own val split
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 ENCODERS = ("teacher", "random_init")
+MAX_IMAGES = 32  # per set: every image is its own forward pass and its own column of the figure
+MAX_GRID = 64  # patches along an image's long side (64 x 64 = 4096 tokens, attention's cost grows with its square)
 
 
 def grid_shape(size: tuple[int, int], max_side: int, patch: int) -> tuple[int, int]:
@@ -60,7 +62,7 @@ def folder_images(folder: str | Path, n: int) -> list[tuple[str, Image.Image]]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
     if not files:
         raise ValueError(f"--images {folder}: no {'/'.join(IMAGE_SUFFIXES)} files in it")
-    return [(p.name, load_rgb(Image.open(p), str(p))) for p in files]
+    return [(p.name, open_image_file(p)) for p in files]  # BadImage (a ValueError) names the file
 
 
 def val_images(cfg: Config, n: int) -> list[tuple[str, Image.Image]]:
@@ -107,6 +109,18 @@ def image_sets(cfg: Config, images: Sequence[str | Path], n_images: int, max_sid
     return sets
 
 
+def check_bounds(cfg: Config, depths: Sequence[int], max_side: int, n_images: int) -> None:
+    """ValueError naming the option and its allowed range when a depth, the side or the image count is out of it."""
+    if not all(type(d) is int and 0 <= d < cfg.depth for d in depths) or not depths:
+        raise ValueError(f"--depths {list(depths)}: blocks are 0..{cfg.depth - 1}")
+    top = MAX_GRID * cfg.patch_size
+    if type(max_side) is not int or not cfg.patch_size <= max_side <= top:
+        raise ValueError(f"--max-side {max_side}: must be in [{cfg.patch_size}, {top}] px "
+                         f"(at least the patch size, at most {MAX_GRID} patches)")
+    if type(n_images) is not int or not 1 <= n_images <= MAX_IMAGES:
+        raise ValueError(f"--n-images {n_images}: must be in [1, {MAX_IMAGES}]")
+
+
 def inspect_run(run_dir: str | Path, images: Sequence[str | Path] = (VAL,), *, out: str | Path | None = None,
                 depths: Sequence[int] | None = None, max_side: int | None = None, n_images: int = 4,
                 device: torch.device | None = None) -> dict:
@@ -127,11 +141,8 @@ def inspect_run(run_dir: str | Path, images: Sequence[str | Path] = (VAL,), *, o
     encoders, ckpt = load_encoders(run_dir)
     cfg = ckpt.config
     depths = tuple(range(cfg.depth)) if depths is None else tuple(depths)
-    max_side = max_side or cfg.img_size
-    if not all(0 <= d < cfg.depth for d in depths):
-        raise ValueError(f"--depths {list(depths)}: blocks are 0..{cfg.depth - 1}")
-    if max_side < cfg.patch_size:
-        raise ValueError(f"--max-side {max_side}: must be at least the patch size {cfg.patch_size}")
+    max_side = cfg.img_size if max_side is None else max_side
+    check_bounds(cfg, depths, max_side, n_images)
     sets = image_sets(cfg, images, n_images, max_side)
     shown = [img for items in sets.values() for _, img in items]
     device = device or default_device()

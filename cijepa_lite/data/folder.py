@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from .imagenet100 import canonical_classes
-from .images import BadImage, RobustSource
+from .images import BadImage, RobustSource, read_image_file
 
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation")}
 # Files with other suffixes (notes, .DS_Store, ...) are not images and are ignored; the content of a
@@ -75,14 +75,6 @@ class FolderDataset:
                 for k in range(0, len(files), size)]
 
 
-def read_file(path: str) -> bytes:
-    """The bytes of `path`, or BadImage if the file cannot be read (vanished, no permission, ...)."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise BadImage(path, f"cannot read the file ({e.strerror or e})") from None
-
-
 @dataclass(frozen=True)
 class FileChunk:
     """A few image files: the unit a preparation worker reads and converts."""
@@ -97,7 +89,7 @@ class FileChunk:
         """(encoded image, label, where) of each file; a file that cannot be read gives its BadImage."""
         for path, label in zip(self.paths, self.labels):
             try:
-                yield read_file(path), label, path
+                yield read_image_file(path), label, path
             except BadImage as bad:
                 yield bad, label, path
 
@@ -115,4 +107,4 @@ class FolderSource(RobustSource):
         return len(self.files)
 
     def _read(self, i: int) -> tuple[bytes, int, str]:
-        return read_file(self.files[i]), int(self.labels[i]), self.files[i]
+        return read_image_file(self.files[i]), int(self.labels[i]), self.files[i]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import stat
 import struct
 import threading
 import warnings
@@ -19,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 # are ~ 10^7) and ~400 MB as RGB. PIL's own limit (~8.9e7 warns, ~1.8e8 raises) is lifted only inside
 # `open_image`, which checks this bound from the header before any pixel is decoded.
 MAX_PIXELS = 1 << 27
+MAX_FILE_BYTES = 1 << 30  # [K] an encoded image file larger than 1 GiB is refused before it is read
 # What PIL raises on malformed data (SyntaxError and struct.error come from broken headers).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
@@ -70,6 +73,31 @@ def open_image(data: bytes | None, where: str) -> Image.Image:
     if w * h > MAX_PIXELS:
         raise BadImage(where, f"{w}x{h} = {w * h:,} pixels exceeds the decompression-bomb bound {MAX_PIXELS:,}")
     return img
+
+
+def read_image_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file, or BadImage naming it: refuses what is not a regular file (a FIFO, a device,
+    a folder: opened non-blocking, so a FIFO never hangs) and files over MAX_FILE_BYTES."""
+    where = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise BadImage(where, f"cannot read the file ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadImage(where, "not a regular file (a FIFO, socket, device or folder): give image files only")
+        if info.st_size > MAX_FILE_BYTES:
+            raise BadImage(where, f"{info.st_size:,} bytes is over the {MAX_FILE_BYTES:,}-byte bound of an image file")
+        try:
+            return f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise BadImage(where, f"cannot read the file ({e.strerror or e})") from None
+
+
+def open_image_file(path: str | os.PathLike) -> Image.Image:
+    """An image file as RGB through the one guarded path (regular file, size and pixel bounds), or BadImage."""
+    return decode(read_image_file(path), str(path))
 
 
 def load_rgb(img: Image.Image, where: str, min_short_side: int | None = None) -> Image.Image:

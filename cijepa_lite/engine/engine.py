@@ -203,7 +203,7 @@ class Engine:
             sums /= d.world
         L = cfg.num_depths
         loss, rows, counts, targets, finite, skipped = sums.split([1, L, L, L, 1, 1])
-        finite_n = max(finite.item(), 1.0)
+        finite_n = finite.item() or float("nan")  # every step skipped: the loss is unknown (NaN), never 0.0
         names = [depth_key(b) for b in self.model.depths]
         self.interval = Interval.zeros(L, d.device)
         return {"loss": loss.item() / finite_n,

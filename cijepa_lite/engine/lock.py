@@ -22,7 +22,11 @@ import psutil
 
 HEARTBEAT_S = 30.0  # the holder touches the lock this often
 STALE_S = 180.0  # a lock from another host untouched this long belongs to a dead run
+_YEAR_3000 = 32503680000.0  # a lock time past this is a damaged file
 _TORN_S = 10.0  # an unreadable lock older than this was torn by a kill between create and write
+
+
+_HELD: set[Path] = set()  # lock files this process holds now (one left by an earlier run of it is stale)
 
 
 class LockBusy(RuntimeError):
@@ -64,17 +68,23 @@ class DirLock:
                 f.flush()
                 os.fsync(f.fileno())
             if self._holder() == self.record:
+                _HELD.add(self.path.absolute())
                 self._thread = threading.Thread(target=self._beat, name="lock-heartbeat", daemon=True)
                 self._thread.start()
                 return self
         raise LockBusy(f"could not lock {self.what} {self.path.parent}: {self.path} keeps changing hands")
 
     def _holder(self) -> dict | None:
+        """The lock file's record, or None when it is unreadable or malformed (a torn or hand-edited file)."""
         try:
             value = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
             return None
-        return value if isinstance(value, dict) else None
+        valid = (isinstance(value, dict) and type(value.get("pid")) is int and value["pid"] > 0
+                 and isinstance(value.get("host"), str) and isinstance(value.get("locked"), (int, float))
+                 and 0 <= value["locked"] < _YEAR_3000
+                 and isinstance(value.get("process_start"), (int, float, type(None))))
+        return value if valid else None
 
     def _take_over_if_stale(self) -> None:
         """Remove the existing lock file if its holder is gone, else raise LockBusy naming the holder."""
@@ -95,10 +105,11 @@ class DirLock:
             pass
 
     def _stale_reason(self, holder: dict | None, age: float) -> str | None:
-        if holder is None or not {"pid", "host", "locked"} <= set(holder):
+        if holder is None:
             if age > _TORN_S:
-                return "an unreadable lock file (a run killed while locking)"
-            raise LockBusy(f"{self.what} {self.path.parent} is being locked by another process right now")
+                return f"an unreadable lock file {self.path} (a run killed while locking, or a damaged file)"
+            raise LockBusy(f"{self.what} {self.path.parent} is being locked by another process right now "
+                           f"(or its lock file {self.path} is damaged: remove it if no run uses the folder)")
         pid, host = holder["pid"], holder["host"]
         if host == self.record["host"]:
             started = _process_start(pid)
@@ -106,6 +117,8 @@ class DirLock:
                 return f"process {pid} that locked it at {_when(holder['locked'])} is gone"
             if holder.get("process_start") is not None and abs(started - holder["process_start"]) > 1.0:
                 return f"process {pid} that locked it is gone (the pid was reused)"
+            if pid == os.getpid() and self.path.absolute() not in _HELD:
+                return "an earlier run in this process could not remove it (e.g. a read-only mirror)"
             return None
         if age > STALE_S:
             return f"host {host} (process {pid}) has not touched it for {age:.0f} s"
@@ -119,13 +132,20 @@ class DirLock:
                 continue
 
     def release(self) -> None:
-        """Stop the heartbeat and remove the lock file if it is still ours."""
+        """Stop the heartbeat and remove the lock file if it is still ours; never raises (a finished run stays
+        finished): a lock file that cannot be removed (read-only or dropped mount) is left with a warning, and
+        the next run takes it over as its holder is gone."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-            if self._holder() == self.record:
-                self.path.unlink(missing_ok=True)
+            _HELD.discard(self.path.absolute())
+            try:
+                if self._holder() == self.record:
+                    self.path.unlink(missing_ok=True)
+            except OSError as e:
+                warnings.warn(f"could not remove the lock {self.path} of {self.what} {self.path.parent} "
+                              f"({e.strerror or e}); the next run takes it over", stacklevel=2)
 
     def __enter__(self) -> "DirLock":
         return self.acquire()

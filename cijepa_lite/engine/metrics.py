@@ -1,26 +1,54 @@
-"""The metrics log: append-only JSON lines, cut back to the resumed step on resume (rundir.py names the file)."""
+"""The metrics log: append-only JSON lines, cut back to the resumed step on resume (rundir.py names the file).
+
+Every row is a JSON object with a whole, finite "step". A damaged row (a torn last line from a killed
+run, a hand edit such as {"step": Infinity}) never makes a run unreadable or unresumable: readers skip
+it with a warning naming the file and the line, and a resume drops it from the log.
+"""
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from pathlib import Path
 
 
+def metrics_row(line: str) -> tuple[dict | None, str | None]:
+    """(row, None) for a valid row, (None, None) for a blank line, (None, why) for a damaged one."""
+    if not line.strip():
+        return None, None
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError) as e:  # RecursionError: deeply nested JSON
+        return None, f"not a JSON row ({e})"
+    if not isinstance(row, dict):
+        return None, f"holds a {type(row).__name__}, not a JSON object"
+    step = row.get("step")
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step != int(step):
+        return None, f"field step={step!r} is not a whole number"
+    return row, None
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The valid rows of the metrics log `path`; damaged ones are skipped with a warning naming path and line."""
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        row, why = metrics_row(line)
+        if why:
+            warnings.warn(f"{path} line {number}: {why}; row skipped", stacklevel=3)
+        elif row is not None:
+            rows.append(row)
+    return rows
+
+
 class MetricsLog:
-    """Append-only JSON lines; on resume, rows past the checkpoint's step are dropped (they get redone)."""
+    """Append-only JSON lines; on resume, rows past the checkpoint's step (and damaged rows) are dropped."""
 
     def __init__(self, path: str | Path, resume_step: int):
         self.path = Path(path)
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if line.strip() and _step(line) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [row for row in read_rows(self.path) if row["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
     def write(self, row: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
-
-
-def _step(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62  # a torn last line from a killed run: drop it

@@ -9,6 +9,7 @@ the mirror's path and the reason (`failures`, `status()`), for the run summary a
 """
 from __future__ import annotations
 
+import errno
 import shutil
 import threading
 import time
@@ -31,14 +32,20 @@ class Mirror:
     """
 
     def __init__(self, directory: str | Path, checkpoint_dir: str | Path, keep: int, retries: int = 3,
-                 backoff_s: float = 5.0):
+                 backoff_s: float = 5.0, unavailable: str | None = None):
+        """Args: unavailable: why the mirror is not written this run (e.g. its lock could not be taken): every
+        checkpoint is then reported as not copied, and nothing is written there."""
         self.directory, self.checkpoint_dir = Path(directory), Path(checkpoint_dir)
         self.keep, self.retries, self.backoff_s = keep, retries, backoff_s
         self._pending: tuple[Path, list[Path]] | None = None
         self._wake = threading.Condition()
         self._closed = False
-        self.failures: list[str] = []
-        newest = checkpoint.candidates(self.checkpoint_dir)
+        self.failures: list[str] = [f"mirror {self.directory}: {unavailable}"] if unavailable else []
+        self.unavailable = unavailable
+        try:
+            newest = checkpoint.candidates(self.checkpoint_dir)
+        except OSError:  # a dropped mount: the first copy reports it
+            newest = []
         self.copied: str | None = newest[0].name if newest else None  # the mirror's newest checkpoint, by name
         self._thread = threading.Thread(target=self._run, name="checkpoint-mirror", daemon=True)
         self._thread.start()
@@ -84,6 +91,8 @@ class Mirror:
                 copy_atomic(path, self.directory / path.name)
 
     def _copy_with_retries(self, pt: Path, extra: list[Path]) -> None:
+        if self.unavailable:
+            return self._fail(pt, self.unavailable)
         for attempt in range(1, self.retries + 1):
             if self._superseded():  # a newer checkpoint is waiting: copy that one instead
                 return
@@ -95,8 +104,8 @@ class Mirror:
                 return
             except NoRoom as e:
                 return self._fail(pt, str(e))
-            except OSError as e:  # e.g. ENOSPC, or errno 107 when Google Drive's mount drops
-                if attempt == self.retries:
+            except OSError as e:  # e.g. ENOSPC, errno 107 when Drive's mount drops, EROFS (not retried: it stays)
+                if e.errno == errno.EROFS or attempt == self.retries:
                     return self._fail(pt, f"failed {attempt} times: {e.strerror or e}")
                 time.sleep(self.backoff_s * attempt)
 

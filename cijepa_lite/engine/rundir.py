@@ -17,6 +17,7 @@ ones (paths, workers, logging) is refused, naming the fields, unless explicitly 
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from ..files import copy_atomic, write_json
 from ..method import CIJEPA, VisionTransformer
 from . import checkpoint
 from .lock import DirLock
-from .metrics import MetricsLog
+from .metrics import MetricsLog, read_rows
 from .mirror import Mirror
 
 CONFIG_FILE = "config.json"
@@ -137,6 +138,7 @@ class RunDir:
     def __init__(self, path: str | Path, mirror: str | Path | None = None):
         self.path = Path(path)
         self.mirror = Path(mirror) if mirror else None
+        self.mirror_unavailable: str | None = None  # why the mirror is not written this run (set by lock())
 
     @property
     def config_file(self) -> Path:
@@ -155,18 +157,26 @@ class RunDir:
         return self.path / FIGURES_DIR / name
 
     def lock(self) -> ExitStack:
-        """Exclusive locks on the run directory and the mirror for the life of the `with` block (lock.py)."""
+        """Exclusive locks on the run directory and the mirror for the life of the `with` block (lock.py).
+
+        A live holder of either is refused (LockBusy); a mirror that cannot be locked (OSError: read-only, a
+        dropped mount) never blocks: the run goes on without copies and `mirror_unavailable` says why."""
         with ExitStack() as stack:  # a refused second lock releases the first
             for where, what in ((self.path, "run directory"), (self.mirror, "mirror directory")):
                 if where is not None and where.exists() and not where.is_dir():
                     raise NotADirectoryError(f"{what} {where} is a file, not a folder: name a folder")
-                if where is not None:
-                    stack.enter_context(DirLock(where / LOCK_FILE, what))
+            stack.enter_context(DirLock(self.path / LOCK_FILE, "run directory"))
+            if self.mirror is not None:
+                try:
+                    stack.enter_context(DirLock(self.mirror / LOCK_FILE, "mirror directory"))
+                except OSError as e:
+                    self.mirror_unavailable = f"cannot lock the mirror {self.mirror}: {e.strerror or e}"
+                    warnings.warn(f"{self.mirror_unavailable}; training goes on without copies there", stacklevel=2)
             return stack.pop_all()
 
     def clean_temp(self) -> list[Path]:
         """Remove what killed writes left here and in the mirror (temp files, orphan manifests); call while locked."""
-        places = [self.path] + ([self.mirror] if self.mirror else [])
+        places = [self.path] + ([self.mirror] if self.mirror and not self.mirror_unavailable else [])
         return [p for place in places for d in (place, place / CHECKPOINT_DIR) for p in checkpoint.clean(d)]
 
     def checkpoint_dirs(self) -> list[Path]:
@@ -201,7 +211,7 @@ class RunDir:
         """The background copier to the mirror (None without one)."""
         if self.mirror is None:
             return None
-        return Mirror(self.mirror, self.mirror / CHECKPOINT_DIR, MIRROR_KEEP)
+        return Mirror(self.mirror, self.mirror / CHECKPOINT_DIR, MIRROR_KEEP, unavailable=self.mirror_unavailable)
 
     def mirror_extras(self) -> list[Path]:
         """The files that travel to the mirror with every checkpoint."""
@@ -254,23 +264,24 @@ def resolve_config(requested: Config, saved: Config | None, allow_change: bool =
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Rows of a run's metrics.jsonl (a torn last line is ignored); FileNotFoundError naming it if missing."""
+    """Rows of a run's metrics.jsonl (a damaged row is skipped with a warning naming file and line, metrics.py);
+    FileNotFoundError naming it if missing."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory with logged steps?")
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
+    return read_rows(path)
 
 
 def read_config(run_dir: str | Path) -> dict | None:
-    """The config.json a run wrote at its last start (a dict), or None when there is none yet."""
+    """The config.json a run wrote at its last start (a validated dict), or None when there is none yet;
+    ValueError naming the file and the field when it is damaged or hand-edited."""
     path = RunDir(run_dir).config_file
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return config_from_dict(json.loads(path.read_text())).to_dict()
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: {e} (the next pretrain of this run rewrites it)") from None
 
 
 def load_encoders(run_dir: str | Path) -> tuple[dict[str, nn.Module], Checkpoint]:

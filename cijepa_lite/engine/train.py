@@ -6,6 +6,7 @@ any step and rerun with the same command ends bitwise-equal on CPU to the uninte
 """
 from __future__ import annotations
 
+import errno
 import time
 import warnings
 from contextlib import nullcontext
@@ -22,7 +23,7 @@ from ..eval.knn import KNNMonitor
 from ..eval.monitors import normalized_std, rankme
 from ..method import ema_momentum
 from ..provenance import provenance
-from . import distributed
+from . import checkpoint, distributed
 from .engine import Engine
 from .interrupt import RunInterrupted, StopRequest
 from .optim import learning_rate
@@ -77,6 +78,11 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
                           on_log)
         except RunInterrupted as e:
             raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
+        except OSError as e:  # a read-only, full or failing local disk: the real error, and what is safe
+            if e.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES):
+                raise
+            newest = checkpoint.candidates(run.checkpoint_dir)
+            raise type(e)(f"{e}; the last good checkpoint is {newest[0] if newest else 'none'}") from None
 
 
 def _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, source, progress, on_log) -> dict:

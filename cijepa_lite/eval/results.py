@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -79,10 +80,11 @@ def load_results(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
     for path in sorted((Path(results_dir) / "runs").glob("*.json")):
         try:
             record = json.loads(path.read_text())
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise ValueError(f"results file {path} is not valid JSON: {e}") from None
-        if record.get("schema") != SCHEMA:
-            raise ValueError(f"results file {path} has schema {record.get('schema')!r}, expected {SCHEMA}")
+        problem = record_problem(record)
+        if problem:
+            raise ValueError(f"results file {path}: {problem} (rewrite it with probe, or remove it)")
         records.append({**record, "file": str(path)})
     return sorted(records, key=lambda r: r["written"])
 
@@ -91,6 +93,39 @@ def load_results_from(results_dirs: Sequence[str | Path] = DEFAULT_RESULTS_DIRS)
     """Every record under each of `results_dirs` that exists (a missing one holds nothing), oldest first."""
     records = [r for d in results_dirs if (Path(d) / "runs").is_dir() for r in load_results(d)]
     return sorted(records, key=lambda r: r["written"])
+
+
+def _top1(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 100.0  # not NaN
+
+
+def record_problem(record: object) -> str | None:
+    """None if a loaded result record has the fields and types the table and the model card read, else which not."""
+    if not isinstance(record, dict):
+        return f"holds a {type(record).__name__}, not a JSON object"
+    if record.get("schema") != SCHEMA:
+        return f"schema {record.get('schema')!r}, expected {SCHEMA}"
+    kinds = {"run_id": str, "dataset": str, "written": str, "probe": dict, "pretrain": dict, "config": dict,
+             "per_depth": dict, "readouts": list, "provenance": dict}
+    wrong = [k for k, kind in kinds.items() if not isinstance(record.get(k), kind)]
+    if wrong:
+        return f"field {wrong[0]}={record.get(wrong[0])!r} is missing or not a {kinds[wrong[0]].__name__}"
+    if not _top1(record.get("top1")):
+        return f"field top1={record.get('top1')!r} is not a top-1 accuracy in [0, 100] (%)"
+    bad = [k for k, v in record["per_depth"].items() if not _top1(v)]
+    if bad:
+        return f"field per_depth.{bad[0]}={record['per_depth'][bad[0]]!r} is not a top-1 accuracy in [0, 100] (%)"
+    if not all(isinstance(record["probe"].get(k), str) for k in ("name", "encoder")):
+        return f"field probe={record['probe']!r} lacks its name and encoder"
+    pretrain, done = record["pretrain"], record["pretrain"].get("epochs_done")
+    if type(pretrain.get("step")) is not int or type(pretrain.get("epochs_planned")) is not int or not (
+            done is None or isinstance(done, (int, float)) and math.isfinite(done)):
+        return f"field pretrain={pretrain!r} lacks a whole step and epochs_planned, or a finite epochs_done"
+    try:
+        config_from_dict(record["config"])
+    except ValueError as e:
+        return f"field config: {e}"
+    return None
 
 
 def comparable_row(record: dict) -> str | None:
@@ -110,7 +145,7 @@ def _epochs(record: dict) -> str:
 
 def _device(record: dict) -> str:
     """Where the model was pretrained (the probe's device is in the record's provenance)."""
-    return record["pretrain"].get("device") or record["provenance"]["device"]
+    return record["pretrain"].get("device") or record["provenance"].get("device", "?")
 
 
 def _fmt(value: float | None) -> str:
