@@ -170,6 +170,14 @@ def validate(pt: Path) -> str | None:
     return None
 
 
+def manifest_sha256(pt: Path) -> str | None:
+    """The sha256 that `pt`'s manifest records (None without a readable manifest): a cheap identity of the file."""
+    try:
+        return json.loads(_manifest_of(pt).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_latest(directories: list[Path], problem: Callable[[object], str | None]) -> tuple[dict | None, Path | None]:
     """The newest checkpoint across `directories` (e.g. a run dir and its Drive mirror) that validates.
 

@@ -131,6 +131,11 @@ def content_problem(state: object) -> str | None:
     return f"non-finite weights in {bad[:3]}" if bad else None
 
 
+def _as_checkpoint(state: dict, path: Path) -> Checkpoint:
+    return Checkpoint(step=int(state["step"]), config=config_from_dict(state["config"]), path=path,
+                      **{k: state[k] for k in ("student", "teacher", "predictors", "optimizer", "meta")})
+
+
 class RunDir:
     """A run directory and, optionally, its mirror."""
 
@@ -177,12 +182,27 @@ class RunDir:
         return any(checkpoint.candidates(d) for d in self.checkpoint_dirs())
 
     def latest(self) -> Checkpoint | None:
-        """The newest valid checkpoint here or in the mirror (bad ones are skipped with a warning), or None."""
+        """The newest valid checkpoint here or in the mirror (bad ones are skipped with a warning), or None.
+
+        With several processes rank 0 alone calls this (it hashes and validates); the others `load_chosen`.
+        """
         state, path = checkpoint.load_latest(self.checkpoint_dirs(), content_problem)
-        if state is None:
-            return None
-        return Checkpoint(step=int(state["step"]), config=config_from_dict(state["config"]), path=path,
-                          **{k: state[k] for k in ("student", "teacher", "predictors", "optimizer", "meta")})
+        return None if state is None else _as_checkpoint(state, path)
+
+    def load_chosen(self, name: str, sha256: str) -> Checkpoint:
+        """The checkpoint file `name` that another rank validated, found here or in the mirror, memory-mapped.
+
+        Memory mapping shares the file's pages between the ranks of a node (no private copy each); the
+        manifest's sha256 must be the chosen one's. FileNotFoundError / ValueError (one line) otherwise.
+        """
+        found = [d / name for d in self.checkpoint_dirs() if (d / name).exists()]
+        if not found:
+            raise FileNotFoundError(f"no {name} in {' or '.join(map(str, self.checkpoint_dirs()))}")
+        same = [p for p in found if checkpoint.manifest_sha256(p) == sha256]
+        if not same:
+            raise ValueError(f"{found[0]} is not the same file (its manifest's sha256 differs)")
+        state = torch.load(same[0], map_location="cpu", weights_only=True, mmap=True)
+        return _as_checkpoint(state, same[0])
 
     def save(self, step: int, cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> Path:
         """Write the checkpoint of `step` (never one with non-finite weights) and prune to cfg.keep_checkpoints."""
