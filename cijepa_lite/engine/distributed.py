@@ -64,7 +64,12 @@ def setup() -> Dist:
     if cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s()))
+        timeout = timedelta(seconds=timeout_s())
+        store, rank, _ = next(dist.rendezvous("env://", timeout=timeout))
+        # torchrun's --max-restarts reuses its store: keys of the failed attempt (a dead rank's address) stay in it
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group("nccl" if cuda else "gloo", store=dist.PrefixStore(f"attempt-{attempt}/", store),
+                                rank=rank, world_size=world, timeout=timeout)
     if not dist.is_initialized():
         return Dist(rank=0, world=world, device=device, local_world=local_world)
     peers = [None] * world
@@ -113,7 +118,7 @@ def peers_alive(d: Dist):
         who = dead_ranks(d)
         if not who and not isinstance(e, dist.DistError):
             raise
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:200]
         raise RunFailed(f"rank {d.rank}: {who or 'another rank'} stopped answering ({first}); rerun the same "
                         "command to resume from the last checkpoint") from None
 
