@@ -7,7 +7,8 @@ The fault is JSON in $CIJEPA_TEST_FAULT, acted on by the rank it names ("rank", 
   {"after": k, "kill": true, "once": path}: SIGKILL this process after step k, unless `path` exists (it is
       created first, so a restarted worker runs on);
   {"oom_over": n}: every forward of more than n images raises a (simulated) out-of-memory error.
-The exit status goes to $CIJEPA_TEST_STATUS/rank<R> (and is the process's), so a test reads every rank's.
+The exit status goes to $CIJEPA_TEST_STATUS/rank<R> (rank<R>-attempt<N> in torchrun's restart N > 0) and is the
+process's, so a test reads every rank's.
 """
 import json
 import os
@@ -98,5 +99,7 @@ if __name__ == "__main__":
     folder = os.environ.get("CIJEPA_TEST_STATUS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"rank{os.environ.get('RANK', '0')}").write_text(str(status))
+        attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        name = f"rank{os.environ.get('RANK', '0')}" + (f"-attempt{attempt}" if attempt else "")
+        (Path(folder) / name).write_text(str(status))
     sys.exit(status)
