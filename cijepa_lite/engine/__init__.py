@@ -12,6 +12,7 @@ optim.py       AdamW's parameter groups and the warmup + cosine learning rate
 memory.py      activation memory and the micro-batch choice
 fit.py         what this GPU runs: native bf16 or a warning, the micro-batch from a measured trial
 dispatch.py    what a step dispatches: the dtype audit and the host-op count (meta device)
+resume.py      where a run resumes: rank 0 chooses the checkpoint, the other ranks load it or refuse
 distributed.py torch.distributed for torchrun: set-up, per-step agreement, a dead rank named (RunFailed)
 """
 from .distributed import RunFailed

@@ -182,27 +182,13 @@ class RunDir:
         return any(checkpoint.candidates(d) for d in self.checkpoint_dirs())
 
     def latest(self) -> Checkpoint | None:
-        """The newest valid checkpoint here or in the mirror (bad ones are skipped with a warning), or None.
-
-        With several processes rank 0 alone calls this (it hashes and validates); the others `load_chosen`.
-        """
+        """The newest valid checkpoint here or in the mirror (bad ones skipped with a warning), or None; rank 0's."""
         state, path = checkpoint.load_latest(self.checkpoint_dirs(), content_problem)
         return None if state is None else _as_checkpoint(state, path)
 
     def load_chosen(self, name: str, sha256: str) -> Checkpoint:
-        """The checkpoint file `name` that another rank validated, found here or in the mirror, memory-mapped.
-
-        Memory mapping shares the file's pages between the ranks of a node (no private copy each); the
-        manifest's sha256 must be the chosen one's. FileNotFoundError / ValueError (one line) otherwise.
-        """
-        found = [d / name for d in self.checkpoint_dirs() if (d / name).exists()]
-        if not found:
-            raise FileNotFoundError(f"no {name} in {' or '.join(map(str, self.checkpoint_dirs()))}")
-        same = [p for p in found if checkpoint.manifest_sha256(p) == sha256]
-        if not same:
-            raise ValueError(f"{found[0]} is not the same file (its manifest's sha256 differs)")
-        state = torch.load(same[0], map_location="cpu", weights_only=True, mmap=True)
-        return _as_checkpoint(state, same[0])
+        """The checkpoint `name` another rank validated (its manifest's `sha256`), here or in the mirror, memory-mapped."""
+        return _as_checkpoint(*checkpoint.load_named(self.checkpoint_dirs(), name, sha256))
 
     def save(self, step: int, cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> Path:
         """Write the checkpoint of `step` (never one with non-finite weights) and prune to cfg.keep_checkpoints."""

@@ -7,7 +7,6 @@ any step and rerun with the same command ends bitwise-equal on CPU to the uninte
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from contextlib import ExitStack
@@ -24,12 +23,13 @@ from ..eval.knn import KNNMonitor
 from ..eval.monitors import normalized_std, rankme
 from ..method import ema_momentum
 from ..provenance import provenance
-from . import checkpoint, distributed
+from . import distributed
 from .distributed import RunFailed
 from .engine import Engine
 from .interrupt import RunInterrupted, StopRequest
 from .optim import learning_rate
-from .rundir import Checkpoint, RunDir, resolve_config
+from .resume import resume_point
+from .rundir import RunDir
 
 MIRROR_FLUSH_S = 600.0  # at the end of a run, the mirror gets this long to finish its last copy
 
@@ -78,58 +78,12 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     run = RunDir(run_dir, cfg.mirror_dir)
     try:
         with ExitStack() as held, distributed.peers_alive(d):
-            cfg, ckpt = _resume_point(cfg, run, d, held, allow_config_change)
+            cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
             return _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log)
     except RunInterrupted as e:
         raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
     finally:
         distributed.teardown(d)
-
-
-def _resume_point(cfg: Config, run: RunDir, d: distributed.Dist, held: ExitStack,
-                  allow_config_change: bool) -> tuple[Config, Checkpoint | None]:
-    """Rank 0 locks, chooses the checkpoint, restores from the mirror and resolves the config; the others follow."""
-    chosen = {}
-
-    def decide():
-        held.enter_context(run.lock())
-        run.clean_temp()
-        chosen["ckpt"] = ckpt = run.latest()
-        resolved = resolve_config(cfg, ckpt and ckpt.config, allow_config_change)
-        if ckpt is not None:
-            run.restore_from_mirror(resumed_from=ckpt.path)
-        _say_where(run, ckpt, d)
-        return resolved, ckpt and (ckpt.path.name, ckpt.step, checkpoint.manifest_sha256(ckpt.path))
-
-    resolved, name = distributed.from_rank_zero(d, decide)
-    if name is None:
-        return resolved, None
-    problem, ckpt = None, chosen.get("ckpt")
-    if not d.main:
-        try:
-            ckpt = run.load_chosen(name[0], name[2])
-        except (OSError, ValueError, RuntimeError) as e:  # a missing or different file; torch.load's errors
-            problem = str(e)
-    problems = distributed.gather_objects(d, problem)
-    if any(problems):
-        bad = "; ".join(f"rank {r}: {p}" for r, p in enumerate(problems) if p)
-        raise RunFailed(f"rank 0 resumes from {name[0]} (step {name[1]}) but other ranks cannot load it ({bad}). "
-                        "With --out on node-local disks every node needs rank 0's checkpoints: put --out on a "
-                        "shared disk, or copy rank 0's checkpoints/ to every node", quiet=not d.main)
-    return resolved, ckpt
-
-
-def _say_where(run: RunDir, ckpt: Checkpoint | None, d: distributed.Dist) -> None:
-    """One line (rank 0, stderr): where the run resumes from, or that it starts fresh."""
-    if ckpt is None:
-        line = f"starting {run.path} fresh: no checkpoint there" + (f" or in {run.mirror}" if run.mirror else "")
-    else:
-        where = "the mirror" if run.mirror and ckpt.path.is_relative_to(run.mirror) else "local disk"
-        before = ckpt.meta.get("world")
-        line = f"resuming {run.path} at step {ckpt.step} from {ckpt.path} ({where})" + (
-            f"; saved by {before} processes, now {d.world} (same global batch and data order)"
-            if before and before != d.world else "")
-    print(line, file=sys.stderr, flush=True)
 
 
 def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log) -> dict:

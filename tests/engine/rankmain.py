@@ -23,7 +23,6 @@ import torch  # noqa: E402
 
 from cijepa_lite.cli import main  # noqa: E402
 from cijepa_lite.engine import Engine  # noqa: E402
-from cijepa_lite.engine.interrupt import StopRequest  # noqa: E402
 from cijepa_lite.method.model import CIJEPA  # noqa: E402
 
 
@@ -40,16 +39,15 @@ def _after_step(at: int, act) -> None:
 
 
 def _signal(fault: dict) -> None:
-    received, original = [], StopRequest._handle
-
-    def handle(self, signum, frame):
-        received.append(signum)
-        original(self, signum, frame)
-
-    StopRequest._handle = handle
-
     def act():
-        signum = fault["signal"]
+        signum, received = fault["signal"], []
+        handler = signal.getsignal(signum)  # the run's (interrupt.StopRequest), wrapped to see the signal arrive
+
+        def seen(s, frame):
+            received.append(s)
+            handler(s, frame)
+
+        signal.signal(signum, seen)
         if fault["target"] == "group":
             os.killpg(os.getpgrp(), signum)
         else:
