@@ -28,7 +28,6 @@ def resume_point(cfg: Config, run: RunDir, d: Dist, held: ExitStack,
         resolved = resolve_config(cfg, ckpt and ckpt.config, allow_config_change)
         if ckpt is not None:
             run.restore_from_mirror(resumed_from=ckpt.path)
-        _say_where(run, ckpt, d)
         return resolved, ckpt and (ckpt.path.name, ckpt.step, checkpoint.manifest_sha256(ckpt.path))
 
     resolved, name = distributed.from_rank_zero(d, decide)
@@ -49,7 +48,7 @@ def resume_point(cfg: Config, run: RunDir, d: Dist, held: ExitStack,
     return resolved, ckpt
 
 
-def _say_where(run: RunDir, ckpt: Checkpoint | None, d: Dist) -> None:
+def say_where(run: RunDir, ckpt: Checkpoint | None, d: Dist) -> None:
     """One line (rank 0, stderr): where the run resumes from, or that it starts fresh."""
     if ckpt is None:
         line = f"starting {run.path} fresh: no checkpoint there" + (f" or in {run.mirror}" if run.mirror else "")

@@ -28,7 +28,7 @@ from .distributed import RunFailed
 from .engine import Engine
 from .interrupt import RunInterrupted, StopRequest
 from .optim import learning_rate
-from .resume import resume_point
+from .resume import resume_point, say_where
 from .rundir import RunDir
 
 MIRROR_FLUSH_S = 600.0  # at the end of a run, the mirror gets this long to finish its last copy
@@ -92,6 +92,8 @@ def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progres
     steps_per_epoch = len(source) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"dataset has {len(source)} images, fewer than one batch of batch_size={cfg.batch_size}")
+    if d.main:
+        say_where(run, ckpt, d)
     total = cfg.epochs * steps_per_epoch
     start = ckpt.step if ckpt else 0
     schedule = Schedule(start, total if max_steps is None else min(max_steps, total), total, steps_per_epoch,

@@ -115,7 +115,8 @@ def test_out_of_memory_on_one_rank_halves_the_micro_batch_on_both_and_matches_th
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("out of memory at step 0 with micro-batch 8 on rank 1: redoing the step with 4 on "
                             "every rank") == 1
-    assert [(r["micro_batch"], r["oom_halvings"]) for r in read_metrics(run)] == [(4, 1)] * STEPS
+    assert [(r["micro_batch"], r["oom_halvings"], r["world"]) for r in read_metrics(run)] == [(4, 1, 2)] * STEPS
+    assert out.stdout.count('"run_dir"') == 1  # the summary, from rank 0 only
     whole, split = final_state(together), final_state(run)
     for part in ("student", "teacher", "predictors"):
         worst = max((whole[part][k] - split[part][k]).abs().max().item() for k in whole[part]
