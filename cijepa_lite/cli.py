@@ -43,8 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pretrain a preset; rerunning the same command resumes",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="Every Config field is a key=value override; list them with their meaning and "
-                              "the preset's values: python -m cijepa_lite config --preset ID")
+                              "the preset's values:\n  python -m cijepa_lite config --preset ID\n"
+                              "Several GPUs or nodes: torchrun ... -m cijepa_lite pretrain ... (docs/multi-node.md).\n"
+                              "Exit status (the same on every rank):\n"
+                              "  0    done, or stopped as asked (--steps, --time-budget-min)\n"
+                              "  1    an expected error, in one line (a bad value, a busy folder, non-finite losses,\n"
+                              "       out of memory at micro-batch 1, a rank that died)\n"
+                              "  3    the run ended or stopped, but the mirror (mirror_dir) holds no copy of the\n"
+                              "       newest checkpoint: copy it there before this machine goes away\n"
+                              "  130  stopped by SIGINT (Ctrl-C) after a checkpoint; rerun to resume\n"
+                              "  143  stopped by SIGTERM (on any rank) after a checkpoint; rerun to resume")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="a run id of the write-up's table, or tiny")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.json)")
     p.add_argument("--steps", type=int, default=None, help="stop after this global step (the schedule is unchanged)")
@@ -165,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; an expected error (bad value, missing file, busy or full folder, interrupt) is one line on
     stderr and a non-zero status, its traceback only with --debug."""
     from .engine.checkpoint import NoValidCheckpoint
+    from .engine.distributed import RunFailed
     from .engine.interrupt import RunInterrupted
     from .engine.lock import LockBusy
 
@@ -178,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except RunInterrupted as e:
-        print(f"stopped: {e.args[0]}", file=sys.stderr)
+        if not e.quiet:  # several ranks: rank 0 says it once
+            print(f"stopped: {e.args[0]}", file=sys.stderr)
         return e.exit_status
+    except RunFailed as e:  # the run's failure, not the input's: still one line, no traceback
+        if args.debug:
+            raise
+        if not e.quiet:
+            print(f"error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError, OSError, LockBusy, NoValidCheckpoint) as e:  # OSError: missing, unwritable or full folders
         if args.debug:
             raise

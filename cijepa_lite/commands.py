@@ -10,7 +10,9 @@ from .config import get_config, parse_overrides
 
 
 def pretrain_command(args: argparse.Namespace) -> int:
+    """Train; 3 when the mirror holds no copy of the newest checkpoint at exit (see `pretrain --help`)."""
     from .engine import train
+    from .engine.interrupt import MIRROR_MISSING
 
     cfg = get_config(args.preset, **parse_overrides(args.overrides))  # a bad key or value: one line from main()
     if args.steps is not None and args.steps < 1:
@@ -18,9 +20,16 @@ def pretrain_command(args: argparse.Namespace) -> int:
     summary = train(cfg, args.out, max_steps=args.steps, allow_config_change=args.allow_config_change,
                     time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
                     progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in summary.items() if k != "last"}, indent=1))
-    for failure in summary.get("mirror_failures", []):
-        print(f"warning: {failure}", file=sys.stderr)
+    if summary.get("rank", 0) == 0:  # several ranks: rank 0 speaks
+        print(json.dumps({k: v for k, v in summary.items() if k != "last"}, indent=1))
+        for failure in summary.get("mirror_failures", []):
+            print(f"warning: {failure}", file=sys.stderr)
+    if summary.get("mirror_has_newest") is False:
+        if summary.get("rank", 0) == 0:
+            print(f"error: the mirror holds no copy of the newest checkpoint {summary['checkpoint']} "
+                  f"({summary.get('mirror_status', '')}); copy it there before this machine goes away",
+                  file=sys.stderr)
+        return MIRROR_MISSING
     return 0
 
 

@@ -1,4 +1,9 @@
-"""How many loader processes and how many batches in flight: sized to this machine's CPUs and shared memory.
+"""How many loader processes and how many batches in flight: sized to this machine's CPUs and shared memory;
+loader workers that leave SIGINT and SIGTERM to their parent.
+
+torchrun and cluster schedulers (SLURM) signal a worker's whole process group: loader workers that
+died of that SIGTERM would take the run down with "DataLoader worker exited unexpectedly" before
+the main process could write its checkpoint. Workers ignore both signals; the parent decides.
 
 Workers hand batches to the main process through /dev/shm; a VM or container with a small /dev/shm
 kills them with a bus error. So the prefetch depth is sized to the free space there, with a warning
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import warnings
 
 SHM = "/dev/shm"
@@ -22,8 +28,22 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader worker_init_fn: SIGINT and SIGTERM are the parent's to act on (it stops the workers itself).
+
+    Args:
+        worker_id: the worker's index (unused).
+    """
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def auto_workers(num_workers: int | None, processes_per_node: int = 1) -> int:
-    """`num_workers` as configured, or when None: this process's share of the CPUs minus one for itself."""
+    """`num_workers` as configured, or when None: this process's share of the node's CPUs minus one for itself.
+
+    Args:
+        processes_per_node: training processes sharing this node's CPUs (torchrun's LOCAL_WORLD_SIZE).
+    """
     if num_workers is not None:
         return num_workers
     return max(0, usable_cpus() // max(processes_per_node, 1) - 1)

@@ -12,10 +12,12 @@ optim.py       AdamW's parameter groups and the warmup + cosine learning rate
 memory.py      activation memory and the micro-batch choice
 fit.py         what this GPU runs: native bf16 or a warning, the micro-batch from a measured trial
 dispatch.py    what a step dispatches: the dtype audit and the host-op count (meta device)
-distributed.py torch.distributed set-up for torchrun
+resume.py      where a run resumes: rank 0 chooses the checkpoint, the other ranks load it or refuse
+distributed.py torch.distributed for torchrun: set-up, per-step agreement, a dead rank named (RunFailed)
 """
+from .distributed import RunFailed
 from .engine import Engine
 from .rundir import Checkpoint, RunDir, load_encoders, read_config, read_metrics, resolve_config
 from .train import train
 
-__all__ = ["Checkpoint", "Engine", "RunDir", "load_encoders", "read_config", "read_metrics", "resolve_config", "train"]
+__all__ = ["Checkpoint", "Engine", "RunDir", "RunFailed", "load_encoders", "read_config", "read_metrics", "resolve_config", "train"]

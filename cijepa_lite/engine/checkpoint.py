@@ -170,6 +170,29 @@ def validate(pt: Path) -> str | None:
     return None
 
 
+def manifest_sha256(pt: Path) -> str | None:
+    """The sha256 that `pt`'s manifest records (None without a readable manifest): a cheap identity of the file."""
+    try:
+        return json.loads(_manifest_of(pt).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_named(directories: list[Path], name: str, sha256: str) -> tuple[dict, Path]:
+    """The checkpoint file `name` whose manifest records `sha256`, from the first of `directories` holding it.
+
+    Loaded memory-mapped: the processes of a node that load it share its pages. FileNotFoundError or
+    ValueError (one line) when no directory holds that file.
+    """
+    found = [d / name for d in directories if (d / name).exists()]
+    if not found:
+        raise FileNotFoundError(f"no {name} in {' or '.join(map(str, directories))}")
+    same = [p for p in found if manifest_sha256(p) == sha256]
+    if not same:
+        raise ValueError(f"{found[0]} is not the same file (its manifest's sha256 differs)")
+    return torch.load(same[0], map_location="cpu", weights_only=True, mmap=True), same[0]
+
+
 def load_latest(directories: list[Path], problem: Callable[[object], str | None]) -> tuple[dict | None, Path | None]:
     """The newest checkpoint across `directories` (e.g. a run dir and its Drive mirror) that validates.
 

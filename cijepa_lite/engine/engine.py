@@ -1,9 +1,14 @@
 """The engine of one process: model, optimizer, micro-batch and the optimizer step; the pretraining loader.
 
 `Engine(cfg, dist, total_steps)` is what `train()` drives and what `bench` and the tests build.
-Inside a step nothing waits for the device: a non-finite loss skips the update on the device
-(fused AdamW's found_inf, EMA momentum 1), and the metrics are summed on the device (`Interval`)
-until `read_interval` reads them back once per log step.
+In one process nothing inside a step waits for the device: a non-finite loss skips the update on
+the device (fused AdamW's found_inf, EMA momentum 1), and the metrics are summed on the device
+(`Interval`) until `read_interval` reads them back once per log step. With several processes each
+step ends in one agreement (distributed.gather_flags: out of memory, non-finite loss, a signal per
+rank), read on the host, before the gradients are averaged by hand: so an out-of-memory error on one
+rank makes every rank halve and redo the step, and a signal to any rank stops all at the same step.
+(DDP's reducer is not used: it starts its all-reduces inside backward, where a rank that ran out of
+memory can no longer join them.)
 
 Legend: L collected depths, S sampled source rows.
 """
@@ -12,18 +17,19 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import warnings
+
 import torch
 import torch.distributed as torch_dist
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .. import rng
 from ..config import Config
 from ..data import Augmented, StepBatches, normalize, pretrain_transform
-from ..data.loading import auto_workers, prefetch_factor
+from ..data.loading import auto_workers, ignore_stop_signals, prefetch_factor
 from ..method import CIJEPA, MaskSampler, compile_parts, depth_key, ema_momentum, ema_update, sample_source_depths
 from ..method.objective import weight_rows
-from .distributed import Dist, all_min
+from .distributed import Dist, RunFailed, all_reduce_mean, gather_flags
 from .fit import check_bf16, measured_micro_batch
 from .memory import choose_micro_batch, parameter_counts, release_cached_memory, smaller_micro_batch
 from .optim import learning_rate, make_optimizer
@@ -82,9 +88,9 @@ class Engine:
             compile_parts(self.model)
         self.optimizer = make_optimizer(cfg, self.model)
         self.masks = MaskSampler(cfg)
-        self.ddp = (DistributedDataParallel(self.model, broadcast_buffers=False, find_unused_parameters=True,
-                                            device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-                    if dist.world > 1 else None)
+        self.halvings = 0  # micro-batch halvings after out-of-memory errors
+        self.oom_events: list[dict] = []  # {"step", "ranks", "micro"}: which ranks ran out, and the micro-batch after
+        self.stop_signal = 0  # the signal any rank received, agreed at the last step (0: none)
         self.interval = Interval.zeros(cfg.num_depths, dist.device)
         self.consecutive_skips = torch.zeros((), device=dist.device)  # non-finite steps in a row, across intervals
 
@@ -107,16 +113,20 @@ class Engine:
         """This rank's share of steps start..stop-1 of `source` under the pretraining augmentation (uint8 batches)."""
         cfg, d = self.cfg, self.dist
         batches = StepBatches(len(source), cfg.batch_size, cfg.seed, start, stop, d.rank, d.world)
-        workers = auto_workers(cfg.num_workers, d.world)  # None: resolved here, never written back
+        workers = auto_workers(cfg.num_workers, d.local_world)  # None: resolved here, never written back
         batch_bytes = cfg.batch_size // d.world * cfg.in_chans * cfg.img_size ** 2  # uint8 images
         return DataLoader(Augmented(source, pretrain_transform(cfg.img_size, cfg.crop_scale)), batch_sampler=batches,
                           num_workers=workers, pin_memory=d.device.type == "cuda", persistent_workers=workers > 0,
-                          prefetch_factor=prefetch_factor(batch_bytes, workers), generator=torch.Generator().manual_seed(0))
+                          prefetch_factor=prefetch_factor(batch_bytes, workers), generator=torch.Generator().manual_seed(0),
+                          worker_init_fn=ignore_stop_signals)
 
-    def step(self, step: int, images: torch.Tensor) -> torch.Tensor:
-        """One optimizer step (all micro-batches); returns the last micro-batch's pooled teacher features (B, D).
+    def step(self, step: int, images: torch.Tensor, signum: int = 0) -> torch.Tensor:
+        """One optimizer step (all micro-batches); returns this rank's pooled teacher features (B / world, D).
 
-        `images` are the loader's uint8 batch (normalised on the device) or already normalised floats.
+        After an out-of-memory error on any rank every rank halves the micro-batch and redoes the step.
+        Args:
+            images: the loader's uint8 batch (normalised on the device) or already normalised floats.
+            signum: a signal this rank received (0: none); `stop_signal` is then the one the ranks agreed on.
         """
         cfg, d = self.cfg, self.dist
         share = cfg.batch_size // d.world
@@ -127,21 +137,19 @@ class Engine:
         images = images.to(d.device, non_blocking=True)
         if images.dtype == torch.uint8:  # loader batches: normalised here, on the device
             images = normalize(images)
-        forward = self.ddp or self.model
-        loss_sum = torch.zeros((), device=d.device)
-        mse_sum = torch.zeros(len(sources), cfg.num_depths, device=d.device)  # (S, L)
-        chunks = range(0, share, self.micro)
-        for i, lo in enumerate(chunks):
-            part, frac = slice(lo, lo + self.micro), self.micro / share
-            sync = self.ddp.no_sync() if self.ddp is not None and i < len(chunks) - 1 else nullcontext()
-            with sync:
-                with autocast(cfg, d.device):
-                    loss, stats = forward(images[part], context[part], targets[part], sources)
-                (loss * frac).backward()
-            loss_sum += loss.detach() * frac
-            mse_sum += stats["mse"] * frac
+        while True:
+            passes = None
+            try:
+                passes = self._passes(images, context, targets, sources)
+            except torch.OutOfMemoryError:
+                pass  # handled outside the except block, so the traceback no longer holds the step's tensors
+            finite, out_of_memory = self._agree(passes, signum)
+            if not out_of_memory:
+                break
+            self._halve(step, out_of_memory)
+        loss_sum, mse_sum, teacher = passes
         self._drop_unsampled_grads(sources)
-        finite = all_min(d, torch.isfinite(loss_sum))  # every rank must take the same decision
+        all_reduce_mean(d, [p.grad for p in self.model.parameters() if p.grad is not None])
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step, self.total_steps)
         self.optimizer.found_inf = (~finite).float()  # fused AdamW skips the update on the device
@@ -150,7 +158,54 @@ class Engine:
         momentum = torch.where(finite, ema_momentum(cfg, step, self.total_steps), 1.0)  # 1 = teacher untouched
         ema_update(self.model.teacher, self.model.student, momentum)
         self._accumulate(finite, loss_sum, mse_sum, sources)
-        return stats["teacher"]
+        return teacher
+
+    def _passes(self, images, context, targets, sources) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward and backward of every micro-batch of this rank's share (no collective); loss, (S, L) MSE, features."""
+        cfg, share = self.cfg, self.cfg.batch_size // self.dist.world
+        loss_sum = torch.zeros((), device=self.dist.device)
+        mse_sum = torch.zeros(len(sources), cfg.num_depths, device=self.dist.device)  # (S, L)
+        teacher = []
+        for lo in range(0, share, self.micro):
+            part, frac = slice(lo, lo + self.micro), self.micro / share
+            with autocast(cfg, self.dist.device):
+                loss, stats = self.model(images[part], context[part], targets[part], sources)
+            (loss * frac).backward()
+            loss_sum += loss.detach() * frac
+            mse_sum += stats["mse"] * frac
+            teacher.append(stats["teacher"].detach())
+        return loss_sum, mse_sum, torch.cat(teacher)  # ..., (share, D)
+
+    def _agree(self, passes, signum: int) -> tuple[torch.Tensor, list[int]]:
+        """(every rank's loss finite, as a device bool; the ranks that ran out of memory); sets stop_signal.
+
+        One process: nothing waits for the device. Several: one gather of each rank's flags, read on the host.
+        """
+        d = self.dist
+        if d.world == 1:
+            self.stop_signal = signum
+            return (torch.isfinite(passes[0]) if passes else torch.ones((), dtype=torch.bool)), [] if passes else [0]
+        nonfinite = (~torch.isfinite(passes[0])).float() if passes else torch.zeros((), device=d.device)
+        mine = torch.stack([torch.tensor(float(passes is None), device=d.device), nonfinite,
+                            torch.tensor(float(signum), device=d.device)])
+        flags = gather_flags(d, mine)  # (world, 3) on the host
+        self.stop_signal = int(flags[:, 2].max())
+        finite = torch.tensor(bool(flags[:, 1].max() == 0), device=d.device)
+        return finite, [r for r in range(d.world) if flags[r, 0] > 0]
+
+    def _halve(self, step: int, ranks: list[int]) -> None:
+        """Every rank halves the micro-batch after `ranks` ran out of memory; RunFailed at a micro-batch of 1."""
+        before = self.micro
+        where = f" on rank {', '.join(map(str, ranks))}" if self.dist.world > 1 else ""
+        if not self.halve_micro_batch():
+            raise RunFailed(f"out of memory at step {step}{where} even with a micro-batch of 1: "
+                            f"{self.cfg.img_size}px images of this model do not fit on the device; use a GPU with "
+                            "more memory or a smaller img_size")
+        self.halvings += 1
+        self.oom_events.append({"step": step, "ranks": ranks, "micro": self.micro})
+        if self.dist.main:
+            warnings.warn(f"out of memory at step {step} with micro-batch {before}{where}: redoing the step with "
+                          f"{self.micro}" + (" on every rank" if self.dist.world > 1 else ""), stacklevel=3)
 
     def halve_micro_batch(self) -> bool:
         """After an out-of-memory error inside `step`: drop the partial gradients and cached blocks and halve
@@ -203,10 +258,13 @@ class Engine:
             sums /= d.world
         L = cfg.num_depths
         loss, rows, counts, targets, finite, skipped = sums.split([1, L, L, L, 1, 1])
-        finite_n = finite.item() or float("nan")  # every step skipped: the loss is unknown (NaN), never 0.0
+        finite_n = finite.item()
         names = [depth_key(b) for b in self.model.depths]
         self.interval = Interval.zeros(L, d.device)
-        return {"loss": loss.item() / finite_n,
-                "rows": {n: r / c for n, r, c in zip(names, rows.tolist(), counts.tolist()) if c > 0},
-                "targets": dict(zip(names, (targets / finite_n).tolist())), "skipped": int(skipped.item()),
+        if finite_n == 0:  # every step of the interval was skipped: no loss to report (not 0.0)
+            loss_mean, target_means = None, {}
+        else:
+            loss_mean, target_means = loss.item() / finite_n, dict(zip(names, (targets / finite_n).tolist()))
+        return {"loss": loss_mean, "rows": {n: r / c for n, r, c in zip(names, rows.tolist(), counts.tolist()) if c > 0},
+                "targets": target_means, "skipped": int(skipped.item()),
                 "consecutive_skips": int(self.consecutive_skips.item())}

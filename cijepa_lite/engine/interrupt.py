@@ -4,25 +4,35 @@ While a run trains, `StopRequest` replaces the SIGINT and SIGTERM handlers (main
 one that records the signal; the loop finishes the step in flight, writes a checkpoint and raises
 `RunInterrupted`. A second Ctrl-C raises KeyboardInterrupt at once (no checkpoint) for a run that
 must die now. The previous handlers come back when the run ends.
+
+With several processes the signal of any rank is agreed at the next step (Engine.step), so every
+rank checkpoints the same step and exits with the same status. After SIGTERM the kit has
+SIGTERM_GRACE_S (torchrun's and SLURM's default 30 s before SIGKILL, less a margin) for the step in
+flight, the checkpoint and the mirror's copy; the mirror's flush gets only what is left.
 """
 from __future__ import annotations
 
 import signal
 import threading
+import time
 
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
+MIRROR_MISSING = 3  # the run ended or stopped, but the mirror holds no copy of its newest checkpoint
+SIGTERM_GRACE_S = 25.0  # torchrun and SLURM send SIGKILL 30 s after SIGTERM
+SIGINT_FLUSH_S = 120.0  # after Ctrl-C nobody kills the process: the mirror gets this long to finish its copy
 
 
 class RunInterrupted(KeyboardInterrupt):
     """A run stopped by a signal after its checkpoint was written; shown as one line in a notebook."""
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, mirror_missing: bool = False, quiet: bool = False):
         super().__init__(message)
-        self.signum = signum
+        self.signum, self.mirror_missing = signum, mirror_missing
+        self.quiet = quiet  # another rank (rank 0) prints the same line
 
     @property
     def exit_status(self) -> int:
-        return EXIT_STATUS.get(self.signum, 1)
+        return MIRROR_MISSING if self.mirror_missing else EXIT_STATUS.get(self.signum, 1)
 
     def _render_traceback_(self) -> list[str]:  # IPython shows these lines instead of a traceback
         return [f"RunInterrupted: {self.args[0]}"]
@@ -33,12 +43,14 @@ class StopRequest:
 
     def __init__(self):
         self.signum: int | None = None
+        self.at: float | None = None  # time.monotonic() of the first signal
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt("second interrupt: stopping without a checkpoint")
-        self.signum = self.signum or signum
+        if not self.signum:
+            self.signum, self.at = signum, time.monotonic()
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -51,6 +63,17 @@ class StopRequest:
             signal.signal(s, handler)
         self._previous.clear()
 
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
+    def agreed(self, signum: int) -> None:
+        """Record the signal the ranks agreed on (another rank's) as this rank's own, from now."""
+        if signum and not self.signum:
+            self.signum, self.at = signum, time.monotonic()
+
+    def flush_budget_s(self) -> float:
+        """How long the mirror may still take after this stop: what is left of SIGTERM's grace, or SIGINT_FLUSH_S."""
+        if self.signum != signal.SIGTERM:
+            return SIGINT_FLUSH_S
+        return max(0.0, SIGTERM_GRACE_S - (time.monotonic() - self.at))
+
+    @staticmethod
+    def name_of(signum: int) -> str:
+        return signal.Signals(signum).name if signum else ""

@@ -132,6 +132,11 @@ def content_problem(state: object) -> str | None:
     return f"non-finite weights in {bad[:3]}" if bad else None
 
 
+def _as_checkpoint(state: dict, path: Path) -> Checkpoint:
+    return Checkpoint(step=int(state["step"]), config=config_from_dict(state["config"]), path=path,
+                      **{k: state[k] for k in ("student", "teacher", "predictors", "optimizer", "meta")})
+
+
 class RunDir:
     """A run directory and, optionally, its mirror."""
 
@@ -187,12 +192,13 @@ class RunDir:
         return any(checkpoint.candidates(d) for d in self.checkpoint_dirs())
 
     def latest(self) -> Checkpoint | None:
-        """The newest valid checkpoint here or in the mirror (bad ones are skipped with a warning), or None."""
+        """The newest valid checkpoint here or in the mirror (bad ones skipped with a warning), or None; rank 0's."""
         state, path = checkpoint.load_latest(self.checkpoint_dirs(), content_problem)
-        if state is None:
-            return None
-        return Checkpoint(step=int(state["step"]), config=config_from_dict(state["config"]), path=path,
-                          **{k: state[k] for k in ("student", "teacher", "predictors", "optimizer", "meta")})
+        return None if state is None else _as_checkpoint(state, path)
+
+    def load_chosen(self, name: str, sha256: str) -> Checkpoint:
+        """The checkpoint `name` another rank validated (its manifest's `sha256`), here or in the mirror, memory-mapped."""
+        return _as_checkpoint(*checkpoint.load_named(self.checkpoint_dirs(), name, sha256))
 
     def save(self, step: int, cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> Path:
         """Write the checkpoint of `step` (never one with non-finite weights) and prune to cfg.keep_checkpoints."""

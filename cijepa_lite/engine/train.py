@@ -7,9 +7,10 @@ any step and rerun with the same command ends bitwise-equal on CPU to the uninte
 from __future__ import annotations
 
 import errno
+import math
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,12 +25,14 @@ from ..eval.monitors import normalized_std, rankme
 from ..method import ema_momentum
 from ..provenance import provenance
 from . import checkpoint, distributed
+from .distributed import RunFailed
 from .engine import Engine
 from .interrupt import RunInterrupted, StopRequest
 from .optim import learning_rate
-from .rundir import RunDir, resolve_config
+from .resume import resume_point, say_where
+from .rundir import RunDir
 
-MIRROR_FLUSH_S = 120.0  # after an interrupt, the mirror gets this long to finish its copy
+MIRROR_FLUSH_S = 600.0  # at the end of a run, the mirror gets this long to finish its last copy
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
           on_log: Callable[[dict], None] | None = None) -> dict:
     """Pretrain `cfg` in `run_dir`, resuming from its newest valid checkpoint (here or in cfg.mirror_dir).
 
+    Under torchrun rank 0 alone locks the run directory, chooses the checkpoint and restores from the
+    mirror; the other ranks load the same file or refuse in one line.
     Args:
         cfg: the run's config; on resume, non-runtime fields must match the checkpoint's (rundir.resolve_config).
         run_dir: holds config.json, metrics.jsonl and checkpoints/ (rundir.py).
@@ -62,37 +67,39 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         progress: show a tqdm progress bar.
         on_log: called on rank 0 with every metrics row as it is logged (e.g. a live plot in a notebook).
     Returns:
-        a summary: step reached, total steps, the last checkpoint path, the last logged metrics, mirror failures.
+        a summary: step reached, total steps, the last checkpoint path, the last logged metrics, mirror failures,
+        whether the mirror holds the newest checkpoint, the world size.
     Raises:
         LockBusy: another live process trains in `run_dir` or its mirror.
-        RunInterrupted: Ctrl-C, the notebook's interrupt or SIGTERM stopped the run after a checkpoint.
+        RunInterrupted: Ctrl-C, the notebook's interrupt or SIGTERM (on any rank) stopped the run after a checkpoint.
+        RunFailed: too many non-finite steps, out of memory at a micro-batch of 1, a rank that died.
     """
     t_start = time.time()
     d = distributed.setup()
     run = RunDir(run_dir, cfg.mirror_dir)
-    with run.lock() if d.main else nullcontext():
-        if d.main:
-            run.clean_temp()
-        try:
-            return _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, source, progress,
-                          on_log)
-        except RunInterrupted as e:
-            raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
-        except OSError as e:  # a read-only, full or failing local disk: the real error, and what is safe
-            if e.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES):
-                raise
-            newest = checkpoint.candidates(run.checkpoint_dir)
-            raise type(e)(f"{e}; the last good checkpoint is {newest[0] if newest else 'none'}") from None
+    try:
+        with ExitStack() as held, distributed.peers_alive(d):
+            cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
+            return _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log)
+    except RunInterrupted as e:
+        raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
+    except OSError as e:  # a read-only, full or failing local disk: the real error, and what is safe
+        if e.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES):
+            raise
+        newest = checkpoint.candidates(run.checkpoint_dir)
+        raise type(e)(f"{e}; the last good checkpoint is {newest[0] if newest else 'none'}") from None
+    finally:
+        distributed.teardown(d)
 
 
-def _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, source, progress, on_log) -> dict:
-    """`train` with the run directory locked."""
-    ckpt = run.latest()
-    cfg = resolve_config(cfg, ckpt and ckpt.config, allow_config_change)
+def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log) -> dict:
+    """`train` with the run directory locked and the checkpoint chosen."""
     source = source if source is not None else open_source(cfg.dataset, "train", cfg.img_size, cfg.data_dir)
     steps_per_epoch = len(source) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"dataset has {len(source)} images, fewer than one batch of batch_size={cfg.batch_size}")
+    if d.main:
+        say_where(run, ckpt, d)
     total = cfg.epochs * steps_per_epoch
     start = ckpt.step if ckpt else 0
     schedule = Schedule(start, total if max_steps is None else min(max_steps, total), total, steps_per_epoch,
@@ -102,13 +109,13 @@ def _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, 
     if ckpt is not None:
         engine.load(ckpt.student, ckpt.teacher, ckpt.predictors, ckpt.optimizer)
         engine.restore_interval(ckpt.meta.get("interval"))
-        run.restore_from_mirror(resumed_from=ckpt.path)
     del ckpt
     if d.main:
         run.write_config(cfg)
     summary = {"run_dir": str(run.path), "start_step": start, "step": start, "total_steps": total,
                "steps_per_epoch": steps_per_epoch, "micro_batch": engine.micro,
-               "checkpoint": resumed_from, "stopped": schedule.why(start)}
+               "checkpoint": resumed_from, "stopped": schedule.why(start), "world": d.world, "rank": d.rank,
+               "mirror_has_newest": None}
     if start >= schedule.stop:
         return summary
     loop = _Loop(engine, run, schedule, t_start)
@@ -116,7 +123,7 @@ def _train(cfg, run, d, t_start, max_steps, allow_config_change, time_budget_s, 
 
 
 class _Loop:
-    """The step loop of `train`: logging, kNN readings, checkpoints, the time budget."""
+    """The step loop of `train`: logging, kNN readings, checkpoints, the time budget, agreed stops."""
 
     def __init__(self, engine: Engine, run: RunDir, schedule: Schedule, t_start: float):
         self.engine, self.run_dir, self.schedule, self.t_start = engine, run, schedule, t_start
@@ -124,7 +131,8 @@ class _Loop:
         self.mirror = run.open_mirror() if self.d.main else None
         # Read at log steps every cfg.knn_every_epochs, by rank 0; the others wait at the next collective.
         self.knn = KNNMonitor(self.cfg, self.d.device) if self.cfg.knn_every_epochs and self.d.main else None
-        self.halvings = 0  # micro-batch halvings after out-of-memory errors
+        self.saved: str | None = None  # the newest checkpoint written by this session (rank 0; "" elsewhere)
+        self.saved_step = -1
 
     def run(self, loader, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d, sched = self.cfg, self.d, self.schedule
@@ -132,16 +140,17 @@ class _Loop:
         bar = tqdm(total=sched.stop, initial=sched.start, desc=cfg.run_id, unit="step",
                    disable=not (progress and d.main), dynamic_ncols=True)
         last_ckpt = t_mark = time.time()
-        done, mark_step, row = sched.start, sched.start, {}
+        done, mark_step, row, stopping = sched.start, sched.start, {}, 0
         stop = StopRequest()
         try:
             with stop:
                 for step, (images, _) in enumerate(loader, start=sched.start):
-                    teacher_feats = self._step(step, images)
+                    teacher_feats = self.engine.step(step, images, stop.signum or 0)
+                    stopping = self._stop_signal(stop)
                     bar.update(1)
                     done = step + 1
                     if done % cfg.log_every and done != sched.stop:
-                        if stop.signum and d.world == 1:  # several ranks agree on stopping at log steps only
+                        if stopping:
                             break
                         continue
                     now = time.time()
@@ -155,83 +164,103 @@ class _Loop:
                         if on_log is not None:
                             on_log(row)
                     self._check_health(row, done)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
-                    save, out_of_time, stopping = distributed.broadcast_flags(
+                    bar.set_postfix(loss="-" if row["loss"] is None else f"{row['loss']:.4f}",
+                                    img_s=f"{row['images_per_s']:.0f}")
+                    save, out_of_time = distributed.broadcast_flags(
                         d, now - last_ckpt > cfg.ckpt_minutes * 60,
-                        time_budget_s is not None and now - self.t_start > time_budget_s, bool(stop.signum))
+                        time_budget_s is not None and now - self.t_start > time_budget_s)
                     if done == sched.stop or save or out_of_time:
-                        summary["checkpoint"] = self.save(done)
+                        self.save(done)
                         last_ckpt = time.time()
                     if out_of_time or stopping:
                         break
-                if stop.signum and done < sched.stop:
-                    self._stop(stop, done, summary)
+            interrupted = bool(stopping) and done < sched.stop
+            if interrupted:
+                self.save(done)  # once: not again when the stop fell on a periodic save
         finally:
             bar.close()
-            self._close_mirror(summary, MIRROR_FLUSH_S if stop.signum else 600.0)
-        summary.update(step=done, stopped="time budget" if done < sched.stop else sched.why(done), last=row)
+            self._close_mirror(summary, stop.flush_budget_s() if stop.signum else MIRROR_FLUSH_S)
+        summary.update(step=done, stopped="time budget" if done < sched.stop else sched.why(done), last=row,
+                       checkpoint=self.saved if self.saved is not None else summary["checkpoint"],
+                       oom_events=self.engine.oom_events)
+        self._agree_mirror(summary)
+        if interrupted:
+            self._interrupted(summary, stopping)
         return summary
 
-    def _step(self, step: int, images: torch.Tensor) -> torch.Tensor:
-        """One optimizer step; on an out-of-memory error the micro-batch is halved and the step redone."""
-        while True:
-            try:
-                return self.engine.step(step, images)
-            except torch.OutOfMemoryError:
-                before = self.engine.micro
-            # outside the except block, so the error's traceback no longer holds the step's tensors
-            if not self.engine.halve_micro_batch():
-                raise torch.OutOfMemoryError(f"out of memory at step {step} even with a micro-batch of 1")
-            self.halvings += 1
-            warnings.warn(f"out of memory at step {step} with micro-batch {before}: "
-                          f"redoing the step with {self.engine.micro}")
+    def _stop_signal(self, stop: StopRequest) -> int:
+        """The signal to stop at after this step: this process's own, or with several ranks the one they agreed on
+        in this step (a signal to any rank stops every rank at the same step)."""
+        if self.d.world == 1:
+            return stop.signum or 0
+        stop.agreed(self.engine.stop_signal)
+        return self.engine.stop_signal
 
-    def _stop(self, stop: StopRequest, done: int, summary: dict) -> None:
-        """After a signal: the checkpoint at the current step, then RunInterrupted."""
-        summary["checkpoint"] = self.save(done)
-        raise RunInterrupted(f"{stop.name} at step {done}: checkpoint {summary['checkpoint'] or 'written by rank 0'}; "
-                             "rerun the same command to resume", stop.signum)
+    def _interrupted(self, summary: dict, signum: int) -> None:
+        """After a signal and its checkpoint: RunInterrupted (status 3 if the mirror lacks the checkpoint)."""
+        missing = summary["mirror_has_newest"] is False
+        where = summary["checkpoint"] or "written by rank 0"
+        mirror = f"; the mirror holds no copy of it ({summary['mirror_status']})" if missing else ""
+        raise RunInterrupted(f"{StopRequest.name_of(signum)} at step {summary['step']}: checkpoint {where}{mirror}; "
+                             "rerun the same command to resume", signum, mirror_missing=missing, quiet=not self.d.main)
 
     def _close_mirror(self, summary: dict, timeout_s: float) -> None:
+        """Let the mirror finish (at most `timeout_s`); record its failures and whether it holds the newest checkpoint."""
         if self.mirror is None:
             return
         self.mirror.close(timeout_s)
+        newest = self.saved or summary["checkpoint"]
         summary["mirror_failures"] = list(self.mirror.failures)
         summary["mirror_status"] = self.mirror.status()
+        summary["mirror_has_newest"] = newest is None or self.mirror.copied == Path(newest).name
+
+    def _agree_mirror(self, summary: dict) -> None:
+        """Rank 0's `mirror_has_newest` on every rank (so all exit with the same status)."""
+        if self.cfg.mirror_dir:
+            summary["mirror_has_newest"] = distributed.broadcast_flags(self.d, bool(summary["mirror_has_newest"]))[0]
 
     def _log_row(self, done: int, teacher_feats: torch.Tensor, images_per_s: float) -> dict:
         cfg, sched = self.cfg, self.schedule
         sums = self.engine.read_interval()
+        feats = distributed.all_gather_rows(self.d, teacher_feats)  # (B, D): the global batch on any number of GPUs
         return {
             "step": done, "epoch": done / sched.steps_per_epoch, "loss": sums["loss"], "rows": sums["rows"],
             "targets": sums["targets"], "lr": learning_rate(cfg, done - 1, sched.total),
             "momentum": ema_momentum(cfg, done - 1, sched.total), "images_per_s": images_per_s,
-            "teacher_std": normalized_std(teacher_feats), "rankme": rankme(teacher_feats),
+            "teacher_std": _finite_or_none(normalized_std(feats)), "rankme": _finite_or_none(rankme(feats)),
             "skipped": sums["skipped"], "consecutive_skips": sums["consecutive_skips"],
-            "micro_batch": self.engine.micro, "oom_halvings": self.halvings,
+            "micro_batch": self.engine.micro, "oom_halvings": self.engine.halvings, "world": self.d.world,
             "time_s": sched.wall_before + time.time() - self.t_start,
             **({"mirror_failures": len(self.mirror.failures)} if self.mirror is not None else {}),
         }
 
     def _check_health(self, row: dict, done: int) -> None:
-        """Warn about skipped steps; stop the run after more than cfg.max_skipped_steps in a row."""
+        """Warn about skipped steps; stop the run after more than cfg.max_skipped_steps in a row (RunFailed)."""
         if row["consecutive_skips"] > self.cfg.max_skipped_steps:
-            raise RuntimeError(f"{row['consecutive_skips']} consecutive steps up to step {done} had a non-finite "
-                               f"loss (max_skipped_steps={self.cfg.max_skipped_steps}); weights are unchanged since. "
-                               "Lower the learning rate or check the data.")
-        if row["skipped"] > 0:
+            raise RunFailed(f"{row['consecutive_skips']} consecutive steps up to step {done} had a non-finite "
+                            f"loss (max_skipped_steps={self.cfg.max_skipped_steps}); weights are unchanged since. "
+                            "Lower the learning rate (base_lr) or check the data; rerun to resume from the last "
+                            "checkpoint", quiet=not self.d.main)
+        if row["skipped"] > 0 and self.d.main:
             warnings.warn(f"non-finite loss in {row['skipped']} of the steps before {done}: updates skipped")
 
     def save(self, step: int) -> str:
-        """Checkpoint on rank 0 (all ranks hold the same weights); never one with non-finite weights."""
+        """Checkpoint `step` on rank 0 (all ranks hold the same weights) once; never one with non-finite weights."""
+        if step == self.saved_step:
+            return self.saved
         path = None
         if self.d.main:
             meta = {**provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
-                    "total_steps": self.schedule.total,
+                    "total_steps": self.schedule.total, "world": self.d.world,
                     "wall_time_s": self.schedule.wall_before + time.time() - self.t_start,
                     "interval": self.engine.interval_state()}  # metrics sums since the last log step
             path = self.run_dir.save(step, self.cfg, self.engine.model, self.engine.optimizer, meta)
             if self.mirror is not None:
                 self.mirror.submit(path, extra=self.run_dir.mirror_extras())
         distributed.barrier(self.d)
-        return str(path) if path else ""
+        self.saved, self.saved_step = (str(path) if path else ""), step
+        return self.saved
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None

@@ -1,4 +1,7 @@
-"""Collapse monitors of pooled features: normalised std and RankMe (logged by the engine every log step)."""
+"""Collapse monitors of pooled features: normalised std and RankMe (logged by the engine every log step).
+
+Both are NaN, never an error, for features that are not all finite (a diverged step).
+"""
 from __future__ import annotations
 
 import torch
@@ -11,6 +14,8 @@ def normalized_std(features: torch.Tensor) -> float:
     Args:
         features: (B, D).
     """
+    if not torch.isfinite(features).all():
+        return float("nan")
     return F.normalize(features.float(), dim=1).std(0).mean().item()
 
 
@@ -20,6 +25,8 @@ def rankme(features: torch.Tensor, eps: float = 1e-7) -> float:
     Args:
         features: (B, D).
     """
+    if not torch.isfinite(features).all():
+        return float("nan")  # the SVD raises on non-finite input
     s = torch.linalg.svdvals(features.float())
     p = s / (s.sum() + eps) + eps
     return torch.exp(-(p * p.log()).sum()).item()

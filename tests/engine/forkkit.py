@@ -29,8 +29,8 @@ def install_fault(fault: dict | None) -> None:
         at, signum = fault["signal_after"]
         original_step = Engine.step
 
-        def step_then_signal(self, i, images):
-            out = original_step(self, i, images)
+        def step_then_signal(self, i, images, *args):
+            out = original_step(self, i, images, *args)
             if i == at:
                 os.kill(os.getpid(), signum)
             return out

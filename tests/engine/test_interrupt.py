@@ -43,10 +43,12 @@ def test_a_signal_at_a_random_step_checkpoints_it_and_the_rerun_is_bitwise_equal
     assert server.run(command(run), err, {"signal_after": [at, int(signum)]}) == status, err.read_text()
     lines = err.read_text().strip().splitlines()
     name = signal.Signals(signum).name
-    assert lines == [f"stopped: {name} at step {at + 1}: checkpoint {run / 'checkpoints' / checkpoint.checkpoint_name(at + 1)}; "
-                     "rerun the same command to resume"]
+    stopped_at = run / 'checkpoints' / checkpoint.checkpoint_name(at + 1)
+    assert lines == [f"starting {run} fresh: no checkpoint there",
+                     f"stopped: {name} at step {at + 1}: checkpoint {stopped_at}; rerun the same command to resume"]
     assert RunDir(run).latest().step == at + 1  # not a log step (log_every=2) for one of the two draws
     assert server.run(command(run), err) == 0, err.read_text()
+    assert err.read_text().splitlines()[0] == f"resuming {run} at step {at + 1} from {stopped_at} (local disk)"
     assert compare_runs(uninterrupted, run) == []
     assert [r["step"] for r in read_metrics(run)] == [2, 4, 6]
 
