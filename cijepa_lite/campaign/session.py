@@ -149,17 +149,28 @@ def probe_entry(root: Path, entry: str, run, progress: bool = True) -> Path:
     return write_result(record, results_dir(root, entry))
 
 
-def save_campaign_figures(root: Path, out: dict) -> list[Path]:
-    """Write figures/campaign.png and figures/table.png (the write-up's table with comparable results)."""
-    folder = Path(root) / FIGURES_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+def campaign_figures(root: Path, out: dict) -> dict:
+    """{file name: Figure}: campaign.png (plot_campaign) and table.png (the write-up's table beside the results
+    that reproduce a row's recipe: none on `tiny`)."""
     records = [r for s in out["runs"] if (results_dir(root, s["id"]) / "runs").is_dir()
                for r in load_results(results_dir(root, s["id"]))]
-    figures = {"campaign.png": plot_campaign(out["runs"], out["totals"]),
-               "table.png": plot_table([r for r in records if comparable_row(r)], load_writeup())}
-    for name, fig in figures.items():
-        fig.savefig(folder / name, dpi=110)
-    return [folder / name for name in figures]
+    return {"campaign.png": plot_campaign(out["runs"], out["totals"]),
+            "table.png": plot_table([r for r in records if comparable_row(r)], load_writeup())}
+
+
+def figure_path(root: str | Path, name: str) -> Path:
+    """Where a campaign figure is kept: root/figures/<name>."""
+    return Path(root) / FIGURES_DIR / name
+
+
+def save_campaign_figures(root: Path, out: dict) -> list[Path]:
+    """Write the campaign_figures into root/figures/."""
+    paths = []
+    for name, fig in campaign_figures(root, out).items():
+        paths.append(figure_path(root, name))
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(paths[-1], dpi=110)
+    return paths
 
 
 def gpu_preflight(say=print) -> tuple | None:

@@ -4,7 +4,8 @@ A campaign's entries are (row, seed) pairs named `<row>-s<seed>` (engine/names.p
 a table run id (`R-A05-B08`) or a custom supervision spelled as the picker names it
 (`custom-D1-11-rows2-a0.30-b0.90`). Each entry's config is the base preset with the row's supervision
 (as the demo puts L200's on `tiny`), the row's epochs scaled to the base's (L300 trains 1.5x as long),
-the seed, then the campaign's overrides and the entry's own (a Python-only hook, e.g. for a test).
+the seed; the campaign's overrides go on the base first (so `epochs=2` gives L300 3), then the entry's own (a
+Python-only hook, e.g. a test's failing run) and the session's runtime fields.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ DEFAULT_BASE = "R-A05-B08"  # the write-up's ViT-B/16 recipe
 # weighting matter?); no intermediate rows (does deep supervision itself?); then the alpha/beta sweep; d0 included.
 ORDER = ("R-A05-B08", "L200", "L300", "R-U", "R-A.-B08", "R-A05-B05", "R-A08-B08", "R-A05-B10", "R-B08", "R-B05",
          "R-A05-B08-12", "R-A.-B05")
-_CUSTOM = re.compile(r"custom-D(\d+)-(\d+)-rows(\d+)-a(unset|[0-9.]+)-b(unset|[0-9.]+)")
+_CUSTOM = re.compile(r"custom-D(\d+)-(\d+)-rows(\d+)-a(-unset|[0-9.]+)-b(-unset|[0-9.]+)")  # picker.run_name
 _BASE_EPOCHS = 200  # the write-up's epochs for every row but L300
+SUPERVISION_FIELDS = {k for sup in SUPERVISION.values() for k in sup} - {"epochs"}
 
 
 def row_config(base: Config, row: str) -> Config:
@@ -44,7 +46,7 @@ def row_config(base: Config, row: str) -> Config:
     if int(last) != base.depth - 1:
         raise ValueError(f"row {row!r}: its last depth d{last} is not the base model's d{base.depth - 1}")
     collect_from = -1 if first == last else int(first)
-    weight = lambda text: None if text == "unset" else float(text)  # noqa: E731
+    weight = lambda text: None if text == "-unset" else float(text)  # noqa: E731
     cfg = supervision_config(base, collect_from, int(rows), weight(a), weight(b))
     return replace(cfg, run_id=row)
 
@@ -71,6 +73,10 @@ def make_spec(rows: list[str] | None = None, seeds: list[int] | None = None, bas
     spec = {"rows": list(rows or ORDER), "seeds": list(seeds if seeds is not None else [0]), "base": base,
             "overrides": overrides if isinstance(overrides, dict) else dict(_raw_pairs(overrides or [])),
             "entry_overrides": entry_overrides or {}}
+    supervision = sorted(set(spec["overrides"]) & (SUPERVISION_FIELDS | {"seed", "run_id"}))
+    if supervision:
+        raise ValueError(f"overrides {supervision}: each row sets its own supervision (list custom rows in --rows, "
+                         "e.g. custom-D1-11-rows2-a0.30-b0.90) and --seeds set the seeds")
     for key, values in (("rows", spec["rows"]), ("seeds", spec["seeds"])):
         if len(set(values)) != len(values):
             raise ValueError(f"--{key} lists an item twice: {values}")
@@ -108,9 +114,11 @@ def entries(spec: dict) -> list[dict]:
 def entry_config(spec: dict, entry: dict, session: dict | None = None) -> Config:
     """The config an entry trains: base + row supervision + seed + overrides (the campaign's, the entry's own,
     then this session's runtime fields)."""
-    cfg = replace(row_config(PRESETS[spec["base"]], entry["row"]), seed=entry["seed"])
-    for values in (spec["overrides"], spec["entry_overrides"].get(entry["id"], {}), session or {}):
-        cfg = replace(cfg, **parse_overrides([f"{k}={v}" for k, v in values.items()]))
+    as_config = lambda values: parse_overrides([f"{k}={v}" for k, v in values.items()])  # noqa: E731
+    base = replace(PRESETS[spec["base"]], **as_config(spec["overrides"]))  # epochs=N: the base's, L300 gets 1.5 N
+    cfg = replace(row_config(base, entry["row"]), seed=entry["seed"])
+    for values in (spec["entry_overrides"].get(entry["id"], {}), session or {}):
+        cfg = replace(cfg, **as_config(values))
     return cfg
 
 
@@ -131,8 +139,8 @@ def open_campaign(root: str | Path, rows: list[str] | None = None, seeds: list[i
         if not create:
             raise FileNotFoundError(f"no campaign at {root} (no {SPEC_FILE}): start one with "
                                     f"`python -m cijepa_lite campaign --root {root}`")
-        spec = make_spec(rows, seeds, base, overrides, entry_overrides)
-        write_json(path, {**spec, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        spec = {**make_spec(rows, seeds, base, overrides, entry_overrides), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(path, spec)
         return spec
     try:
         spec = json.loads(path.read_text())
