@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..engine import checkpoint as checkpoints
 from ..engine import train
 from ..engine.lock import LockBusy
 from ..eval.results import comparable_row, load_results, load_writeup, write_result
@@ -143,10 +144,13 @@ def _work(root: Path, pick: dict, cfg, claim: Claim, budget: Budget, local, prob
 
 def probe_entry(root: Path, entry: str, run, progress: bool = True) -> Path:
     """Probe an entry's final checkpoint at every depth ("auto": the write-up's recipe at ViT-B width, logreg on
-    tiny) and write its result JSON under root/results/<entry>/."""
+    tiny), write its result JSON under root/results/<entry>/ and prune the run to its final checkpoint."""
     run.copy_back_newest()  # a new Colab session: the checkpoint is only on Drive
     record = evaluate_run(run.path, probe="auto", per_depth=True, progress=progress)
-    return write_result(record, results_dir(root, entry))
+    path = write_result(record, results_dir(root, entry))
+    for folder in run.checkpoint_dirs():  # only the final checkpoint stays (Drive: emptied first, for its trash)
+        checkpoints.prune(folder, keep=1, truncate=run.mirror is not None and folder.is_relative_to(run.mirror))
+    return path
 
 
 def campaign_figures(root: Path, out: dict) -> dict:

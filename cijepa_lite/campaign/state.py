@@ -15,6 +15,7 @@ import json
 import re
 import statistics
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from ..config import Config
@@ -81,9 +82,15 @@ def steps_per_epoch(cfg: Config, rows: list[dict]) -> int | None:
     if rows and rows[-1].get("epoch"):
         return round(rows[-1]["step"] / rows[-1]["epoch"])
     try:
-        return len(open_source(cfg.dataset, "train", cfg.img_size, cfg.data_dir)) // cfg.batch_size
+        return _train_images(cfg.dataset, cfg.img_size, cfg.data_dir) // cfg.batch_size
     except (FileNotFoundError, ValueError):
         return None
+
+
+@lru_cache(maxsize=8)
+def _train_images(dataset: str, img_size: int, data_dir: str | None) -> int:
+    """Images in a dataset's train split (a missing dataset raises, and is looked for again next time)."""
+    return len(open_source(dataset, "train", img_size, data_dir))
 
 
 def _probed(root: Path, entry: str, total: int | None) -> dict | None:
