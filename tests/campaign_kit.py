@@ -1,5 +1,4 @@
 """Helpers of the campaign tests: a small image folder, the tiny campaign's overrides, sessions as processes."""
-import json
 import os
 import subprocess
 import sys
@@ -40,8 +39,3 @@ def finish(proc: subprocess.Popen) -> str:
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-3000:]
     return out
-
-
-def status(root: Path) -> dict:
-    """`campaign --status --json` of a campaign, read back from its output."""
-    return json.loads(finish(session(root, "--status", "--json")))

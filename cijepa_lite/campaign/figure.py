@@ -13,7 +13,7 @@ STATE_COLOURS = {"queued": "0.85", "training": "C0", "pretrained": "C2", "probed
 def plot_campaign(states: list[dict], totals: dict) -> Figure:
     """Three panels: progress per entry (coloured by state), top-1 per row (mean and range over seeds) beside the
     write-up's, and GPU-hours spent and remaining per entry (remaining hatched, with how it was found)."""
-    fig = Figure(figsize=(15, max(3.5, 0.32 * len(states) + 1.5)), layout="constrained")
+    fig = Figure(figsize=(15, max(3.8, 0.32 * len(states) + 2.0)), layout="constrained")
     progress, top1, hours = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
     _progress(progress, states)
     _top1(top1, states)
@@ -46,7 +46,8 @@ def _top1(ax, states: list[dict]) -> None:
     writeup = [next((s["writeup_top1"] for s in states if s["row"] == r), None) for r in rows]
     ax.barh([i - 0.2 for i in y], [w or 0 for w in writeup], 0.4, color=WRITEUP_COLOUR,
             label="write-up (ImageNet-100, ViT-B/16, 200-300 ep)")
-    label = "this campaign (mean, range over seeds)"
+    models = sorted({f"{s['model']} on {s['dataset']}" for s in states})
+    label = f"this campaign ({'; '.join(models)}): mean, range over seeds"
     for i, row in enumerate(rows):
         got = [s["top1"] for s in states if s["row"] == row and s["top1"] is not None]
         if got:
@@ -59,7 +60,7 @@ def _top1(ax, states: list[dict]) -> None:
     ax.set_xlim(0, 100)
     ax.set_xlabel("val top-1 (%), axis from 0")
     ax.set_title("top-1: write-up vs this campaign's probe", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 
 
 def _hours(ax, states: list[dict], totals: dict) -> None:
@@ -75,4 +76,4 @@ def _hours(ax, states: list[dict], totals: dict) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("hours")
     ax.set_title(f"GPU-hours (remaining: {', '.join(totals['kinds']) or 'none'})", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))

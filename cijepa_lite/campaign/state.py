@@ -125,6 +125,7 @@ def entry_state(root: Path, spec: dict, entry: dict, session: dict | None = None
     ips = [r["images_per_s"] for r in rows[1:] if r.get("images_per_s")]
     return {"id": entry["id"], "row": entry["row"], "seed": entry["seed"], "state": state, "step": step,
             "total_steps": total, "epochs": cfg.epochs, "top1": record["top1"] if record else None,
+            "model": f"ViT {cfg.depth}x{cfg.embed_dim}, {cfg.img_size}px", "dataset": Path(cfg.dataset).name,
             "reason": reason, "claimed_by": claims[0]["session"] if claims else None,
             "hours_spent": rows[-1]["time_s"] / 3600 if rows else 0.0,
             "step_s": cfg.batch_size / statistics.median(ips) if ips else None, "run_dir": str(run.path)}
