@@ -168,7 +168,38 @@ def build_parser() -> argparse.ArgumentParser:
                                        "cijepa_lite/release.py (version, repository); docs/release.md")
     p.add_argument("--check", action="store_true", help="only check: exit 1 naming the files that differ")
     p.set_defaults(func=commands.release_command)
+    _campaign_arguments(sub.add_parser(
+        "campaign", help="the write-up's whole table (or the rows you list) x seeds, one step per call: probe what "
+                         "is pretrained, resume or start the next run that this session can claim, redraw the figures",
+        epilog="Rerun the same command after every disconnect; several sessions (tabs, machines sharing a Drive "
+               "folder, one process per GPU) may run it at once. Details: docs/campaign.md"))
     return parser
+
+
+def _campaign_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the `campaign` command's options to `p`."""
+    p.add_argument("--root", required=True, help="the campaign folder (on Google Drive in Colab)")
+    p.add_argument("--rows", default=None, help="comma-separated table run ids and/or custom supervisions "
+                   "(custom-D1-11-rows2-a0.30-b0.90); default: all 12, most informative first (docs/campaign.md)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2 (default 0)")
+    p.add_argument("--base", default=None, choices=sorted(PRESETS),
+                   help="the model and recipe each row's supervision goes on (default R-A05-B08: ViT-B/16); tiny on CPU")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None, help="stop this session after N optimizer steps in total")
+    budget.add_argument("--time-budget-min", type=float, default=None,
+                        help="this session's wall-time budget (a reserve is kept to checkpoint, mirror and probe)")
+    p.add_argument("--no-probe", action="store_true", help="do not probe completed runs in this session")
+    p.add_argument("--status", action="store_true", help="print every run's state and the hours; train nothing")
+    p.add_argument("--json", action="store_true", help="with --status: print it as JSON")
+    p.add_argument("--retry-failed", action="store_true", help="queue the runs marked failed again (they resume)")
+    p.add_argument("--local", default=None, help="train in this local folder, mirrored into ROOT/runs (fast disk)")
+    p.add_argument("--settle-s", type=float, default=None,
+                   help="seconds a claim waits for rival claims to sync in (default 120 on Google Drive, 2 elsewhere)")
+    p.add_argument("--no-preflight", action="store_true", help="skip the quick GPU preflight before training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="Config fields for every run (runtime ones such as data_dir may differ per session)")
+    p.set_defaults(func=commands.campaign_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -229,3 +229,28 @@ def release_command(args: argparse.Namespace) -> int:
     print(f"next (docs/release.md): commit, then git tag -a {release.tag()} -m 'cijepa-lite {release.VERSION}' "
           f"&& git push origin {release.tag()}")
     return 0
+
+
+def campaign_command(args: argparse.Namespace) -> int:
+    """Run one step of a campaign, or print its status (--status [--json]) without training."""
+    from . import campaign
+    from .campaign.spec import parse_list
+
+    if args.json and not args.status:
+        raise ValueError("--json goes with --status (a campaign step prints its progress as lines)")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps {args.steps}: must be >= 1")
+    rows, seeds = parse_list(args.rows, "--rows"), parse_list(args.seeds, "--seeds", int)
+    if args.status:
+        campaign.open_campaign(args.root, rows, seeds, args.base, campaign.split_overrides(args.overrides)[0],
+                               create=False)
+        out = campaign.status(args.root)
+        print(json.dumps({k: out[k] for k in ("runs", "totals", "next")}, indent=1) if args.json
+              else campaign.format_status(out))
+        return 0
+    preflight = None if args.no_preflight else campaign.gpu_preflight()
+    campaign.run_session(args.root, rows=rows, seeds=seeds, base=args.base, overrides=args.overrides,
+                         steps=args.steps, time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
+                         probe=not args.no_probe, local=args.local, settle_s=args.settle_s, retry=args.retry_failed,
+                         preflight=preflight, progress=not args.no_progress)
+    return 0

@@ -151,7 +151,7 @@ def test_the_headless_picker_cell_gives_nbclient_nothing_to_send_on_the_shell_ch
         assert len(sent) >= 1  # the control: a widget picker does make nbclient write to the shell channel
 
 
-@pytest.mark.parametrize("name", ["01_data", "02_pretrain", "03_probe", "04_results"])
+@pytest.mark.parametrize("name", ["01_data", "02_pretrain", "03_probe", "04_results", "06_campaign"])
 def test_each_figure_cell_goes_through_colab_show(name):
     """nbval's hook (notebooks/conftest.py) checks that every cell calling colab.show( displayed a PNG: each
     notebook has such a cell, and none returns a bare Figure (shown only as '<Figure size ...>')."""

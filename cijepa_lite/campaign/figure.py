@@ -1,0 +1,79 @@
+"""The campaign figure: each run's progress against its planned steps, top-1 beside the write-up's, hours."""
+from __future__ import annotations
+
+import statistics
+
+from matplotlib.figure import Figure
+
+from ..plots import KIT_COLOUR, WRITEUP_COLOUR
+
+STATE_COLOURS = {"queued": "0.85", "training": "C0", "pretrained": "C2", "probed": "C1", "failed": "C3"}
+
+
+def plot_campaign(states: list[dict], totals: dict) -> Figure:
+    """Three panels: progress per entry (coloured by state), top-1 per row (mean and range over seeds) beside the
+    write-up's, and GPU-hours spent and remaining per entry (remaining hatched, with how it was found)."""
+    fig = Figure(figsize=(15, max(3.8, 0.32 * len(states) + 2.0)), layout="constrained")
+    progress, top1, hours = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+    _progress(progress, states)
+    _top1(top1, states)
+    _hours(hours, states, totals)
+    done = sum(s["state"] == "probed" for s in states)
+    fig.suptitle(f"campaign: {done}/{len(states)} runs probed, {totals['hours_spent']:.2f} h spent, "
+                 f"{totals['hours_left']:.2f} h left" + (f" (+{totals['hours_left_unknown']} unknown)"
+                                                         if totals["hours_left_unknown"] else ""), fontsize=10)
+    return fig
+
+
+def _progress(ax, states: list[dict]) -> None:
+    y = range(len(states))
+    frac = [s["step"] / s["total_steps"] if s["total_steps"] else 0.0 for s in states]
+    ax.barh(y, [1.0] * len(states), color="0.95", edgecolor="0.8")
+    ax.barh(y, frac, color=[STATE_COLOURS[s["state"]] for s in states])
+    for i, s in enumerate(states):
+        ax.text(0.01, i, f"{s['state']}  {s['step']}/{s['total_steps'] or '?'} steps ({s['epochs']} ep)",
+                va="center", fontsize=7)
+    ax.set_yticks(list(y), [s["id"] for s in states], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of planned steps")
+    ax.set_title("progress (colour: state)", fontsize=9)
+
+
+def _top1(ax, states: list[dict]) -> None:
+    rows = list(dict.fromkeys(s["row"] for s in states))
+    y = range(len(rows))
+    writeup = [next((s["writeup_top1"] for s in states if s["row"] == r), None) for r in rows]
+    ax.barh([i - 0.2 for i in y], [w or 0 for w in writeup], 0.4, color=WRITEUP_COLOUR,
+            label="write-up (ImageNet-100, ViT-B/16, 200-300 ep)")
+    models = sorted({f"{s['model']} on {s['dataset']}" for s in states})
+    label = f"this campaign ({'; '.join(models)}): mean, range over seeds"
+    for i, row in enumerate(rows):
+        got = [s["top1"] for s in states if s["row"] == row and s["top1"] is not None]
+        if got:
+            mean = statistics.mean(got)
+            ax.barh(i + 0.2, mean, 0.4, color=KIT_COLOUR, xerr=[[mean - min(got)], [max(got) - mean]], label=label)
+            label = None  # one legend entry
+            ax.text(mean + 1, i + 0.2, f"{mean:.1f} (n={len(got)})", va="center", fontsize=7)
+    ax.set_yticks(list(y), rows, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("val top-1 (%), axis from 0")
+    ax.set_title("top-1: write-up vs this campaign's probe", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+
+
+def _hours(ax, states: list[dict], totals: dict) -> None:
+    y = range(len(states))
+    spent = [s["hours_spent"] for s in states]
+    left = [s["hours_left"] or 0.0 for s in states]
+    ax.barh(y, spent, color="C0", label="spent (wall hours on its GPU)")
+    ax.barh(y, left, left=spent, color="white", edgecolor="C0", hatch="//", label="remaining")
+    for i, s in enumerate(states):
+        if s["state"] not in ("probed", "pretrained"):
+            ax.text(spent[i] + left[i], i, f" {s['hours_kind']}", va="center", fontsize=7)
+    ax.set_yticks(list(y), [s["id"] for s in states], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("hours")
+    ax.set_title(f"GPU-hours (remaining: {', '.join(totals['kinds']) or 'none'})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
