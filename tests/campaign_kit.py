@@ -9,8 +9,8 @@ from cijepa_lite.data import Digits
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def image_folder(folder: Path, train: int = 96, val: int = 40) -> Path:
-    """`folder`/train|val/<digit>/<i>.png: a few digits as an image folder (6 steps per epoch at batch 16)."""
+def image_folder(folder: Path, train: int = 48, val: int = 40) -> Path:
+    """`folder`/train|val/<digit>/<i>.png: a few digits as an image folder (3 steps per epoch at batch 16)."""
     for split, n in (("train", train), ("val", val)):
         digits = Digits(split)
         for i in range(n):
