@@ -29,8 +29,8 @@ from .. import rng
 from ..data import probe_train_transform, probe_val_transform
 from .features import default_device, extract, loader, pooled, prepare_encoder
 
-_ORDER, _AUGMENT, _HEAD = range(3)
-MAX_EPOCHS = 1000  # [K] the write-up's probe runs 10  # sub-streams of rng.PROBE
+_ORDER, _AUGMENT, _HEAD = range(3)  # sub-streams of rng.PROBE
+MAX_EPOCHS = 1000  # [K] the write-up's probe runs 10
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class ProbeRecipe:
         for key, top in (("epochs", MAX_EPOCHS), ("batch_size", None), ("val_batch_size", None)):
             value = getattr(self, key)
             if type(value) is not int or value < 1 or (top is not None and value > top):
-                raise ValueError(f"probe {key}={value!r}: must be a whole number in [1, {top or 'any'}]")
+                raise ValueError(f"probe {key}={value!r}: must be a whole number "
+                                 + (f"in [1, {top}]" if top else ">= 1"))
         if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in (self.lr, self.weight_decay)):
             raise ValueError(f"probe lr={self.lr!r}, weight_decay={self.weight_decay!r}: must be finite and >= 0")
 
