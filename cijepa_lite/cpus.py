@@ -1,9 +1,10 @@
 """How many CPU threads torch uses: the CPUs other work leaves free, so a busy machine slows a run gracefully.
 
-With as many threads as cores, one busy process beside a CPU run makes every parallel region wait for the
-slowest thread (the busy core's), and the run takes about twice as long; with one thread fewer it loses only
-that core. Measured with docs/bench/busy_cpu.py (numbers in README, "A busy machine"). The choice is made
-once, at the start of a command (cli.main) or of a notebook (colab.status), never inside train().
+With as many threads as cores, every parallel region waits for its slowest thread, the one sharing a core with
+the other process: 40 tiny steps took 30 s alone and 61 s beside one busy process on 2 cores (issue 21); with one
+thread fewer no thread shares a core. docs/bench/busy_cpu.py measures both choices, alone and beside a busy
+process. The choice is made once, at the start of a command (cli.main) or of a notebook (colab.status), never
+inside train().
 """
 from __future__ import annotations
 

@@ -74,6 +74,7 @@ def small_digits(dataset, split, size, data_dir=None):
     return subset
 
 
+@pytest.mark.slow  # a short run, then a probe
 def test_probe_then_table(tmp_path, monkeypatch, capsys):
     run, results = tmp_path / "run", tmp_path / "results"
     cfg = get_config("tiny", batch_size=16, base_batch=16, epochs=1, ckpt_minutes=1e9)
@@ -111,6 +112,7 @@ def test_probe_of_a_directory_without_checkpoints_names_it(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f"error: no checkpoint in {tmp_path}")
 
 
+@pytest.mark.slow  # a short run, then a probe
 def test_per_depth_probe_of_an_ijepa_baseline_reports_every_block(tmp_path, monkeypatch, capsys):
     """L200 collects only d_last, yet `probe --per-depth` reads out every block, with a random-init reference."""
     run, results = tmp_path / "run", tmp_path / "results"
