@@ -23,6 +23,7 @@ def run(cmd, out):
     return vars(RunDir(out).latest())
 
 
+@pytest.mark.slow  # starts processes
 def test_two_ranks_equal_one_process(tmp_path):
     one = run([sys.executable], tmp_path / "one")
     two = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], tmp_path / "two")

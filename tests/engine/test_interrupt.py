@@ -66,3 +66,15 @@ def test_train_in_a_notebook_stops_with_a_checkpoint_and_a_one_line_error(tmp_pa
     assert RunDir(tmp_path).latest().step == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the kernel's handler is back
     assert not (tmp_path / "run.lock").exists()
+
+
+@pytest.mark.slow  # a whole (short) run
+def test_a_stop_on_a_periodic_save_step_writes_that_checkpoint_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(Engine, "step", Engine.step)  # restored after the test
+    install_fault({"signal_after": [1, signal.SIGINT]})
+    saved, original = [], RunDir.save
+    monkeypatch.setattr(RunDir, "save", lambda self, step, *args: saved.append(step) or original(self, step, *args))
+    cfg = get_config("tiny", batch_size=16, base_batch=16, log_every=1, ckpt_minutes=0, knn_every_epochs=None)
+    with pytest.raises(RunInterrupted):  # ckpt_minutes=0: a periodic save at every log step, the stop's one too
+        train(cfg, tmp_path, max_steps=STEPS, progress=False)
+    assert saved == [1, 2]

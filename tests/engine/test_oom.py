@@ -39,3 +39,16 @@ def test_a_simulated_oom_halves_the_micro_batch_and_the_update_matches_the_unspl
         a, b = getattr(whole, part), getattr(split, part)
         worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
         assert worst <= 1e-6, f"{part} differs by {worst}"
+
+
+def test_out_of_memory_at_a_micro_batch_of_1_stops_the_run_with_run_failed(tmp_path, monkeypatch):
+    from cijepa_lite.engine import RunFailed
+
+    def never_fits(self, images, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(CIJEPA, "forward", never_fits)
+    cfg = get_config("tiny", batch_size=4, base_batch=4, epochs=1, ckpt_minutes=1e9, knn_every_epochs=None)
+    with pytest.warns(UserWarning, match="redoing the step with 1"), \
+            pytest.raises(RunFailed, match="out of memory at step 0 even with a micro-batch of 1"):
+        train(cfg, tmp_path, max_steps=1, source=Subset(Digits("train"), range(8)), progress=False)
