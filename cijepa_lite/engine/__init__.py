@@ -3,6 +3,7 @@
 train.py       `train(cfg, run_dir)`: run or resume a run; logging, kNN readings, checkpoint cadence, time budget
 engine.py      `Engine`: model, optimizer, micro-batch and the optimizer step of one process; the pretraining loader
 rundir.py      the run directory: layout, checkpoint schema, metrics log, the one resume policy
+encoders.py    the encoders of a run's newest valid checkpoint (probe, inspect, export, demo)
 names.py       a user's run name as a folder here and in the mirror (one safe path component)
 checkpoint.py  checkpoint files: atomic writes, sha256 manifests, validated loading
 mirror.py      the background copy of every checkpoint to a second place (Google Drive)
@@ -17,7 +18,8 @@ distributed.py torch.distributed for torchrun: set-up, per-step agreement, a dea
 """
 from .distributed import RunFailed
 from .engine import Engine
-from .rundir import Checkpoint, RunDir, load_encoders, read_config, read_metrics, resolve_config
+from .encoders import load_encoders
+from .rundir import Checkpoint, RunDir, read_config, read_metrics, resolve_config
 from .train import train
 
 __all__ = ["Checkpoint", "Engine", "RunDir", "RunFailed", "load_encoders", "read_config", "read_metrics", "resolve_config", "train"]

@@ -7,8 +7,11 @@ stderr says where the run resumes from or that it starts fresh.
 """
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import ExitStack
+
+import torch
 
 from ..config import Config
 from . import checkpoint, distributed
@@ -48,8 +51,24 @@ def resume_point(cfg: Config, run: RunDir, d: Dist, held: ExitStack,
     return resolved, ckpt
 
 
-def say_where(run: RunDir, ckpt: Checkpoint | None, d: Dist) -> None:
-    """One line (rank 0, stderr): where the run resumes from, or that it starts fresh."""
+def keep_threads(ckpt: Checkpoint | None, d: Dist) -> str:
+    """On the CPU, resume with the torch thread count the checkpoint was written with; returns a note when it changed.
+
+    CPU kernels split their sums by thread, so the count changes the last bits of every step: keeping it keeps a
+    resumed run bitwise equal to the uninterrupted one, whatever cpus.fit_threads chose for this session's load.
+    OMP_NUM_THREADS set by hand (or by torchrun) wins.
+    """
+    saved = ckpt and ckpt.meta.get("torch_threads")
+    now = torch.get_num_threads()
+    if d.device.type != "cpu" or not isinstance(saved, int) or saved < 1 or saved == now or os.environ.get(
+            "OMP_NUM_THREADS"):
+        return ""
+    torch.set_num_threads(saved)
+    return f"; {saved} CPU threads as before (not {now}), so the run stays bitwise reproducible"
+
+
+def say_where(run: RunDir, ckpt: Checkpoint | None, d: Dist, note: str = "") -> None:
+    """One line (rank 0, stderr): where the run resumes from, or that it starts fresh; `note` appended."""
     if ckpt is None:
         line = f"starting {run.path} fresh: no checkpoint there" + (f" or in {run.mirror}" if run.mirror else "")
     else:
@@ -58,4 +77,4 @@ def say_where(run: RunDir, ckpt: Checkpoint | None, d: Dist) -> None:
         line = f"resuming {run.path} at step {ckpt.step} from {ckpt.path} ({where})" + (
             f"; saved by {before} processes, now {d.world} (same global batch and data order)"
             if before and before != d.world else "")
-    print(line, file=sys.stderr, flush=True)
+    print(line + note, file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..config import RUNTIME_FIELDS, Config, config_changes, config_from_dict
 from ..files import copy_atomic, write_json
-from ..method import CIJEPA, VisionTransformer
+from ..method import CIJEPA
 from . import checkpoint
 from .lock import DirLock
 from .metrics import MetricsLog, read_rows
@@ -289,18 +289,3 @@ def read_config(run_dir: str | Path) -> dict | None:
     except (ValueError, RecursionError) as e:
         raise ValueError(f"{path}: {e} (the next pretrain of this run rewrites it)") from None
 
-
-def load_encoders(run_dir: str | Path) -> tuple[dict[str, nn.Module], Checkpoint]:
-    """The teacher and student of a run's newest valid checkpoint, and the checkpoint."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    ckpt = RunDir(run_dir).latest()
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir / CHECKPOINT_DIR}: pretrain first "
-                                f"(python -m cijepa_lite pretrain --preset ... --out {run_dir})")
-    encoders = {}
-    for which, weights in (("teacher", ckpt.teacher), ("student", ckpt.student)):
-        encoders[which] = VisionTransformer(ckpt.config)
-        encoders[which].load_state_dict(weights)
-    return encoders, ckpt

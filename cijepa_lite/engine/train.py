@@ -29,7 +29,7 @@ from .distributed import RunFailed
 from .engine import Engine
 from .interrupt import RunInterrupted, StopRequest
 from .optim import learning_rate
-from .resume import resume_point, say_where
+from .resume import keep_threads, resume_point, say_where
 from .rundir import RunDir
 
 MIRROR_FLUSH_S = 600.0  # at the end of a run, the mirror gets this long to finish its last copy
@@ -98,8 +98,9 @@ def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progres
     steps_per_epoch = len(source) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"dataset has {len(source)} images, fewer than one batch of batch_size={cfg.batch_size}")
+    threads = keep_threads(ckpt, d)
     if d.main:
-        say_where(run, ckpt, d)
+        say_where(run, ckpt, d, threads)
     total = cfg.epochs * steps_per_epoch
     start = ckpt.step if ckpt else 0
     schedule = Schedule(start, total if max_steps is None else min(max_steps, total), total, steps_per_epoch,
@@ -252,6 +253,7 @@ class _Loop:
         if self.d.main:
             meta = {**provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
                     "total_steps": self.schedule.total, "world": self.d.world,
+                    "torch_threads": torch.get_num_threads(),  # CPU results depend on it: a resume keeps it
                     "wall_time_s": self.schedule.wall_before + time.time() - self.t_start,
                     "interval": self.engine.interval_state()}  # metrics sums since the last log step
             path = self.run_dir.save(step, self.cfg, self.engine.model, self.engine.optimizer, meta)
