@@ -185,27 +185,27 @@ def test_a_damaged_lock_file_is_never_a_traceback(tmp_path, record, says):
 
 def test_exports_write_only_into_new_empty_or_same_run_folders_and_replace_them_whole(run, tiny_run, tmp_path):
     out = tmp_path / "export"
-    export_encoder(run, out, results_dir=tmp_path / "none")
+    export_encoder(run, out, results_dirs=[tmp_path / "none"])
     (out / "results.json").write_text("[]")  # as if an earlier export had results: gone after the next one
     victim = tmp_path / "victim"
     victim.write_text("keep")
-    export_encoder(tiny_run, out, which="student", results_dir=tmp_path / "none")  # the same run (same config)
+    export_encoder(tiny_run, out, which="student", results_dirs=[tmp_path / "none"])  # the same run (same config)
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "encoder.json", "model.safetensors"]
     assert json.loads((out / "encoder.json").read_text())["which"] == "student"
     (out / ".tmp-README.md-planted").symlink_to(victim)  # a planted link is refused, never written through
     before = tree(tmp_path)
     with pytest.raises(ValueError, match="is not an earlier export of run"):
-        export_encoder(run, out, results_dir=tmp_path / "none")
+        export_encoder(run, out, results_dirs=[tmp_path / "none"])
     assert tree(tmp_path) == before and victim.read_text() == "keep"
     (out / ".tmp-README.md-planted").unlink()
     edit(out, lambda m: m["config"].update(seed=5))  # now the export of another run (another config): refused
     before = tree(tmp_path)
     with pytest.raises(ValueError, match="is not an earlier export of run 'tiny'"):
-        export_encoder(run, out, results_dir=tmp_path / "none")
+        export_encoder(run, out, results_dirs=[tmp_path / "none"])
     assert tree(tmp_path) == before
     empty = tmp_path / "empty"
     empty.mkdir()
-    export_encoder(run, empty, results_dir=tmp_path / "none")
+    export_encoder(run, empty, results_dirs=[tmp_path / "none"])
     assert (empty / "model.safetensors").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
 
@@ -232,7 +232,7 @@ ENCODER_EDITS = [
 
 @pytest.mark.parametrize("change, says", ENCODER_EDITS)
 def test_load_encoder_checks_encoder_json_against_the_weights(run, tmp_path, change, says):
-    out = export_encoder(run, tmp_path / "export", results_dir=tmp_path / "none")
+    out = export_encoder(run, tmp_path / "export", results_dirs=[tmp_path / "none"])
     edit(out, change)
     for load in (load_encoder, timm_encoder):
         with pytest.raises(ValueError, match=says) as e:
@@ -241,7 +241,7 @@ def test_load_encoder_checks_encoder_json_against_the_weights(run, tmp_path, cha
 
 
 def test_load_encoder_refuses_non_finite_weights_and_a_broken_json(run, tmp_path):
-    out = export_encoder(run, tmp_path / "export", results_dir=tmp_path / "none")
+    out = export_encoder(run, tmp_path / "export", results_dirs=[tmp_path / "none"])
     weights = load_encoder(out).state_dict()
     weights["blocks.0.attn.qkv.weight"][0, 0] = float("nan")
     save_file({k: v.contiguous() for k, v in weights.items()}, out / "model.safetensors")
