@@ -15,9 +15,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -34,6 +31,12 @@ def fit_logistic(train: torch.Tensor, train_labels: torch.Tensor, val: torch.Ten
     Args:
         train: (n_train, D) features; val: (n_val, D); labels are (n,) ints.
     """
+    # imported here: scikit-learn (and the SciPy and pandas it pulls in) costs every process that imports the
+    # engine about a second, and only a probe needs it
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(train.numpy())
     x_train, x_val = scaler.transform(train.numpy()), scaler.transform(val.numpy())
     model = LogisticRegression(C=c, max_iter=MAX_ITER, solver="lbfgs")
