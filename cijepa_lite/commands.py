@@ -245,7 +245,7 @@ def campaign_command(args: argparse.Namespace) -> int:
         campaign.open_campaign(args.root, rows, seeds, args.base, campaign.split_overrides(args.overrides)[0],
                                create=False)
         out = campaign.status(args.root)
-        print(json.dumps({k: out[k] for k in ("runs", "totals", "next")}, indent=1) if args.json
+        print(json.dumps({k: out[k] for k in ("runs", "totals", "rows", "next")}, indent=1) if args.json
               else campaign.format_status(out))
         return 0
     preflight = None if args.no_preflight else campaign.gpu_preflight()

@@ -10,6 +10,7 @@ from cijepa_lite import cli
 from cijepa_lite.campaign import ORDER, entries, entry_config, open_campaign, plot_campaign, status
 from cijepa_lite.campaign.claim import STALE_S, Claim, live_claims
 from cijepa_lite.campaign.hours import projected_hours
+from cijepa_lite.campaign.report import row_summary
 from cijepa_lite.campaign.session import Budget, run_session
 from cijepa_lite.campaign.state import mark_failed
 from cijepa_lite.config import PRESETS, SUPERVISION
@@ -151,3 +152,20 @@ def test_the_campaign_figure_has_progress_top1_and_hours(tmp_path):
     assert [t.get_text() for t in top1.get_yticklabels()] == ["L200", "R-U"]
     kit = [p for p in top1.patches if p.get_facecolor()[:3] != top1.patches[0].get_facecolor()[:3]]
     assert [round(p.get_width(), 1) for p in kit] == [58.0]  # mean of the two seeds of L200
+
+
+def test_the_rows_summary_gives_each_rows_mean_and_range_and_the_rank_correlation_once_three_rows_are_done():
+    def entry(row, seed, top1, writeup, state="probed"):
+        return {"row": row, "seed": seed, "state": state, "top1": top1 if state == "probed" else None,
+                "writeup_top1": writeup}
+
+    states = [entry("A", 0, 80.0, 70.0), entry("A", 1, 84.0, 70.0), entry("B", 0, 70.0, 64.0),
+              entry("B", 1, 72.0, 64.0), entry("C", 0, 90.0, 66.0), entry("C", 1, 0.0, 66.0, state="training")]
+    out = row_summary(states)
+    assert out["rows"][0] == {"row": "A", "writeup_top1": 70.0, "seeds": 2, "n": 2, "mean": 82.0, "min": 80.0,
+                              "max": 84.0}
+    assert out["rows"][2]["n"] == 1 and (out["spearman"], out["ranked_rows"]) == (None, 2)  # C is not done
+    states[-1].update(state="probed", top1=60.0)  # C's mean 75.0: ranks A > C > B, the write-up's A > C > B
+    assert row_summary(states)["spearman"] == pytest.approx(1.0)
+    states[-1].update(top1=40.0)  # C's mean 65.0: A > B > C against A > C > B
+    assert row_summary(states)["spearman"] == pytest.approx(0.5)

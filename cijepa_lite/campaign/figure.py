@@ -12,7 +12,8 @@ STATE_COLOURS = {"queued": "0.85", "training": "C0", "pretrained": "C2", "probed
 
 def plot_campaign(states: list[dict], totals: dict) -> Figure:
     """Three panels: progress per entry (coloured by state), top-1 per row (mean and range over seeds) beside the
-    write-up's, and GPU-hours spent and remaining per entry (remaining hatched, with how it was found)."""
+    write-up's, and wall hours spent and remaining per entry on the machine that trains it (a GPU, or the CPU
+    of a tiny campaign; remaining hatched, with how it was found)."""
     fig = Figure(figsize=(15, max(3.8, 0.32 * len(states) + 2.0)), layout="constrained")
     progress, top1, hours = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
     _progress(progress, states)
@@ -67,7 +68,7 @@ def _hours(ax, states: list[dict], totals: dict) -> None:
     y = range(len(states))
     spent = [s["hours_spent"] for s in states]
     left = [s["hours_left"] or 0.0 for s in states]
-    ax.barh(y, spent, color="C0", label="spent (wall hours on its GPU)")
+    ax.barh(y, spent, color="C0", label="spent (wall hours on the machine that trained it)")
     ax.barh(y, left, left=spent, color="white", edgecolor="C0", hatch="//", label="remaining")
     for i, s in enumerate(states):
         if s["state"] not in ("probed", "pretrained"):
@@ -75,5 +76,5 @@ def _hours(ax, states: list[dict], totals: dict) -> None:
     ax.set_yticks(list(y), [s["id"] for s in states], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("hours")
-    ax.set_title(f"GPU-hours (remaining: {', '.join(totals['kinds']) or 'none'})", fontsize=9)
+    ax.set_title(f"wall hours (remaining: {', '.join(totals['kinds']) or 'none'})", fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))

@@ -1,7 +1,11 @@
 """What a campaign prints: its status as a table and the one line on what the next step will do."""
 from __future__ import annotations
 
+import statistics
+
 from .hours import fits
+
+MIN_ROWS_FOR_RANKS = 3  # a rank correlation over fewer rows says nothing
 
 
 def next_line(states: list[dict], budget_s: float | None = None) -> str:
@@ -27,6 +31,30 @@ def next_line(states: list[dict], budget_s: float | None = None) -> str:
     return f"the campaign is complete: {probed}/{len(states)} runs probed{tail}"
 
 
+def row_summary(states: list[dict]) -> dict:
+    """Each row's probed top-1 over its seeds (mean, range) beside the write-up's, and Spearman's rank correlation
+    between the rows' means and the write-up's column (rows with every seed probed, at least 3 of them; else None).
+
+    Returns:
+        {"rows": [{"row", "writeup_top1", "seeds", "n", "mean", "min", "max"}, ...], "spearman": float | None,
+         "ranked_rows": how many rows the correlation is over}.
+    """
+    rows = []
+    for row in dict.fromkeys(s["row"] for s in states):
+        entries = [s for s in states if s["row"] == row]
+        got = [s["top1"] for s in entries if s["state"] == "probed" and s["top1"] is not None]
+        rows.append({"row": row, "writeup_top1": entries[0]["writeup_top1"], "seeds": len(entries), "n": len(got),
+                     "mean": statistics.mean(got) if got else None, "min": min(got, default=None),
+                     "max": max(got, default=None)})
+    ranked = [r for r in rows if r["n"] == r["seeds"] and r["writeup_top1"] is not None]
+    rho = None
+    if len(ranked) >= MIN_ROWS_FOR_RANKS:
+        from scipy.stats import spearmanr  # imported here: only a finished campaign needs SciPy
+
+        rho = float(spearmanr([r["mean"] for r in ranked], [r["writeup_top1"] for r in ranked]).statistic)
+    return {"rows": rows, "spearman": rho, "ranked_rows": len(ranked)}
+
+
 def format_status(out: dict) -> str:
     """status() as a table: one line per run, then the totals and the next step."""
     lines = [f"{'run':<18} {'state':<10} {'steps':>13} {'h spent':>8} {'h left':>8} {'how':<10} {'top-1':>6} "
@@ -41,5 +69,9 @@ def format_status(out: dict) -> str:
     t = out["totals"]
     lines.append(f"hours spent {t['hours_spent']:.2f}, left {t['hours_left']:.2f} ({', '.join(t['kinds']) or '-'})"
                  + (f", {t['hours_left_unknown']} runs unknown" if t["hours_left_unknown"] else ""))
+    rows = out.get("rows")
+    if rows and rows["spearman"] is not None:
+        lines.append(f"rank correlation (Spearman) of the rows' mean top-1 with the write-up's: {rows['spearman']:+.2f} "
+                     f"over {rows['ranked_rows']} rows with every seed probed")
     lines.append(out["next"])
     return "\n".join(lines)

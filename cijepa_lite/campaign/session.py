@@ -22,7 +22,7 @@ from ..plots import plot_table
 from .claim import Claim, default_settle_s, session_id
 from .figure import plot_campaign
 from .hours import add_hours, this_gpu_peak
-from .report import next_line
+from .report import next_line, row_summary
 from .spec import entries, entry_config, open_campaign, split_overrides
 from .state import campaign_states, mark_failed, newest_step, results_dir, retry_failed, run_dir
 
@@ -57,12 +57,14 @@ class Budget:
 
 def status(root: str | Path, session: dict | None = None, local: Path | None = None, peak: float | None = None,
            preflight=None, budget: Budget | None = None) -> dict:
-    """{"runs": every entry's state with hours, "totals": hours spent / left, "next": what the next step does}."""
+    """{"runs": every entry's state with hours, "totals": hours spent / left, "rows": each row's top-1 over its seeds
+    and the rank correlation with the write-up (report.row_summary), "next": what the next step does}."""
     spec = open_campaign(root, create=False)
     states = campaign_states(root, spec, session, local)
     configs = {e["id"]: entry_config(spec, e, session) for e in entries(spec)}
     totals = add_hours(states, configs, this_gpu_peak() if peak is None else peak, preflight)
-    return {"runs": states, "totals": totals, "next": next_line(states, budget and budget.train_seconds())}
+    return {"runs": states, "totals": totals, "rows": row_summary(states),
+            "next": next_line(states, budget and budget.train_seconds())}
 
 
 def _pick(states: list[dict], passed: set[str], probe: bool) -> dict | None:
