@@ -13,6 +13,7 @@ from cijepa_lite.campaign.hours import projected_hours
 from cijepa_lite.campaign.report import row_summary
 from cijepa_lite.campaign.session import Budget, run_session
 from cijepa_lite.campaign.state import mark_failed
+from cijepa_lite.engine.lock import process_started
 from cijepa_lite.config import PRESETS, SUPERVISION
 from cijepa_lite.picker import matching_run_id
 from cijepa_lite.files import write_json
@@ -91,7 +92,8 @@ def rival(root, entry, claimed, host=None, heartbeat=None, pid=None):
 
     pid = pid or os.getppid()
     record = {"session": f"{int(claimed * 1e9)}-rival-{pid}", "entry": entry, "host": host or socket.gethostname(),
-              "pid": pid, "process_start": psutil.Process(pid).create_time(), "claimed": claimed,
+              "pid": pid, "process_start": psutil.Process(pid).create_time(), "started": process_started(pid),
+              "claimed": claimed,
               "heartbeat": heartbeat or time.time()}
     write_json(root / "claims" / entry / f"{record['session']}.json", record)
     return record
@@ -106,6 +108,17 @@ def test_an_earlier_live_claim_wins_and_a_stale_one_from_another_host_is_dropped
         assert claim.acquire() and claim.still_ours()
         assert not (tmp_path / "claims" / "R-U-s0" / f"{stale['session']}.json").exists()
     assert live_claims(tmp_path, "R-U-s0") == []  # released
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="start times since boot come from Linux's /proc")
+def test_a_live_rivals_claim_stays_live_when_the_wall_clock_steps(tmp_path, monkeypatch):
+    """Two sessions trained one run on the build machine when psutil's create_time of a live session moved."""
+    import psutil
+
+    record = rival(tmp_path, "L200-s0", time.time())
+    create_time = psutil.Process.create_time
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: create_time(self) + 3600.0)  # a 1 h step
+    assert [r["session"] for r in live_claims(tmp_path, "L200-s0")] == [record["session"]]
 
 
 def test_a_rival_claim_seen_late_makes_the_session_yield_before_it_writes_into_the_run(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from ..engine.lock import process_started, same_process
 from ..files import write_json
 
 CLAIMS_DIR = "claims"
@@ -47,8 +48,8 @@ def _alive(record: dict, now: float) -> bool:
     """Whether a claim's holder may still be running (same host: its process; other host: a fresh heartbeat)."""
     if record.get("host") == socket.gethostname():
         try:
-            return abs(psutil.Process(record["pid"]).create_time() - record["process_start"]) < 1.0
-        except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, TypeError):
+            return same_process(record)
+        except (KeyError, TypeError):
             return False
     return now - float(record.get("heartbeat", 0.0)) < STALE_S
 
@@ -76,7 +77,8 @@ class Claim:
         self.root, self.entry, self.settle_s = Path(root), entry, settle_s
         self.path = self.root / CLAIMS_DIR / entry / f"{session}.json"
         self.record = {"session": session, "entry": entry, "host": socket.gethostname(), "pid": os.getpid(),
-                       "process_start": psutil.Process().create_time(), "claimed": time.time(),
+                       "process_start": psutil.Process().create_time(), "started": process_started(os.getpid()),
+                       "claimed": time.time(),
                        "heartbeat": time.time()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,7 +1,8 @@
 """One writer per directory: an exclusive lock file held for the life of a run.
 
 The lock is a file created with O_CREAT | O_EXCL (atomic on local disks and on Google Drive's FUSE
-mount, where fcntl.flock is not dependable) holding {pid, host, process start time, lock time}. A
+mount, where fcntl.flock is not dependable) holding {pid, host, process start time (wall clock, and since boot:
+`process_started`), lock time}. A
 thread refreshes its modification time every `HEARTBEAT_S`. A lock whose holder is gone is taken
 over with a warning: on the same host when its process no longer exists (or the pid now belongs to
 a process started later); from another host (a Colab VM that was recycled) when its heartbeat is
@@ -33,11 +34,44 @@ class LockBusy(RuntimeError):
     """The directory is locked by a live process."""
 
 
+_PROC = Path("/proc/self/stat").exists()  # Linux: a process's start time since boot is in /proc/<pid>/stat
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if _PROC else 100
+
+
 def _process_start(pid: int) -> float | None:
+    """psutil's create_time (wall clock; what the lock file shows a person), or None when `pid` is gone."""
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def process_started(pid: int) -> float | None:
+    """When process `pid` started, to tell it from a later process with the same pid (None when it is gone).
+
+    On Linux: seconds since boot, from /proc/<pid>/stat, which the wall clock does not move. psutil's
+    create_time adds the boot time, which the kernel reports as the wall clock minus the uptime in whole seconds:
+    it moves when the wall clock is stepped or slewed against the uptime (a VM's clock, after a pause, say). On
+    the build machine a live holder then looked like a reused pid, its lock was taken over, and two campaign
+    sessions trained one run. Elsewhere: psutil's create_time.
+    """
+    if not _PROC:
+        return _process_start(pid)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19]) / _CLOCK_TICKS  # field 22, starttime, counted from the state (field 3)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def same_process(record: dict) -> bool:
+    """Whether the process `record` names (its "pid", and "started" from process_started, or else the older
+    "process_start" from create_time) is still the one running under that pid on this host."""
+    if record.get("started") is not None:
+        now = process_started(record["pid"])
+        return now is not None and abs(now - record["started"]) <= 1.0
+    now = _process_start(record["pid"])
+    return now is not None and (record.get("process_start") is None or abs(now - record["process_start"]) <= 1.0)
 
 
 def _when(t: float) -> str:
@@ -50,7 +84,7 @@ class DirLock:
     def __init__(self, path: str | Path, what: str = "run directory"):
         self.path, self.what = Path(path), what
         self.record = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
-                       "locked": time.time()}
+                       "started": process_started(os.getpid()), "locked": time.time()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -112,10 +146,9 @@ class DirLock:
                            f"(or its lock file {self.path} is damaged: remove it if no run uses the folder)")
         pid, host = holder["pid"], holder["host"]
         if host == self.record["host"]:
-            started = _process_start(pid)
-            if started is None:
+            if _process_start(pid) is None:
                 return f"process {pid} that locked it at {_when(holder['locked'])} is gone"
-            if holder.get("process_start") is not None and abs(started - holder["process_start"]) > 1.0:
+            if not same_process(holder):
                 return f"process {pid} that locked it is gone (the pid was reused)"
             if pid == os.getpid() and self.path.absolute() not in _HELD:
                 return "an earlier run in this process could not remove it (e.g. a read-only mirror)"

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from cijepa_lite.engine import RunDir, read_metrics
-from cijepa_lite.engine.lock import STALE_S, DirLock, LockBusy
+from cijepa_lite.engine.lock import STALE_S, DirLock, LockBusy, process_started
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,29 @@ def test_a_reused_pid_does_not_keep_a_lock(tmp_path):
     write_record(lock, os.getpid(), os.uname().nodename, psutil.Process().create_time() - 100)
     with pytest.warns(UserWarning, match="pid was reused"):
         DirLock(lock).acquire().release()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="start times since boot come from Linux's /proc")
+def test_a_live_holder_keeps_its_lock_when_the_wall_clock_steps(tmp_path, monkeypatch):
+    """psutil's create_time moves with the boot time the kernel derives from the wall clock (a stepped VM clock
+    moves it): the lock compares the holder's start since boot, which does not move."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        lock = tmp_path / "run.lock"
+        record = {"pid": holder.pid, "host": os.uname().nodename, "process_start": psutil.Process(holder.pid).create_time(),
+                  "started": process_started(holder.pid), "locked": time.time()}
+        lock.write_text(json.dumps(record))
+        create_time = psutil.Process.create_time
+        monkeypatch.setattr(psutil.Process, "create_time", lambda self: create_time(self) + 3600.0)  # a 1 h step
+        with pytest.raises(LockBusy, match=f"in use by process {holder.pid}"):
+            DirLock(lock).acquire()
+        holder.kill()
+        holder.wait()
+        with pytest.warns(UserWarning, match=f"process {holder.pid} that locked it .* is gone"):
+            DirLock(lock).acquire().release()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_another_hosts_lock_counts_until_its_heartbeat_is_stale(tmp_path):
