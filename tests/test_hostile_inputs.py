@@ -168,6 +168,7 @@ def test_a_damaged_metrics_row_is_skipped_naming_file_and_line(run, tmp_path, ca
     ({"pid": 1.5, "host": "h", "locked": 1.0}, "unreadable lock file"),
     ({"pid": 123, "host": ["h"], "locked": 1.0}, "unreadable lock file"),
     ({"pid": 123, "host": "h", "locked": 1e300}, "unreadable lock file"),
+    ({"pid": 123, "host": "h", "locked": 1.0, "started": "yesterday"}, "unreadable lock file"),
     ([1, 2], "unreadable lock file"), ("[" * 100_000, "unreadable lock file"),
 ])
 def test_a_damaged_lock_file_is_never_a_traceback(tmp_path, record, says):

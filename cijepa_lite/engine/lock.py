@@ -1,12 +1,12 @@
 """One writer per directory: an exclusive lock file held for the life of a run.
 
 The lock is a file created with O_CREAT | O_EXCL (atomic on local disks and on Google Drive's FUSE
-mount, where fcntl.flock is not dependable) holding {pid, host, process start time (wall clock, and since boot:
-`process_started`), lock time}. A
-thread refreshes its modification time every `HEARTBEAT_S`. A lock whose holder is gone is taken
-over with a warning: on the same host when its process no longer exists (or the pid now belongs to
-a process started later); from another host (a Colab VM that was recycled) when its heartbeat is
-older than `STALE_S`. A live holder is refused with a `LockBusy` naming its pid, host and start time.
+mount, where fcntl.flock is not dependable) holding {pid, host, process start time (wall clock, and since
+boot: `process_started`), lock time}. A thread refreshes its modification time every `HEARTBEAT_S`.
+A lock whose holder is gone is taken over with a warning: on the same host when its process no longer
+exists (or the pid now belongs to a process started later); from another host (a Colab VM that was
+recycled) when its heartbeat is older than `STALE_S`. A live holder is refused with a `LockBusy` naming
+its pid, host and start time.
 """
 from __future__ import annotations
 
@@ -117,7 +117,8 @@ class DirLock:
         valid = (isinstance(value, dict) and type(value.get("pid")) is int and value["pid"] > 0
                  and isinstance(value.get("host"), str) and isinstance(value.get("locked"), (int, float))
                  and 0 <= value["locked"] < _YEAR_3000
-                 and isinstance(value.get("process_start"), (int, float, type(None))))
+                 and isinstance(value.get("process_start"), (int, float, type(None)))
+                 and isinstance(value.get("started"), (int, float, type(None))))
         return value if valid else None
 
     def _take_over_if_stale(self) -> None:
