@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import commands
-from .config import PRESETS
+from .config import PRESETS, UPSTREAM_PRESETS
 from .data.cache import DEFAULT_SHORT_SIDE
 from .data.imagenet100 import HUB_REPO, HUB_REVISION
 from .data.sources import DEFAULT_DATA_DIR
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "       newest checkpoint: copy it there before this machine goes away\n"
                               "  130  stopped by SIGINT (Ctrl-C) after a checkpoint; rerun to resume\n"
                               "  143  stopped by SIGTERM (on any rank) after a checkpoint; rerun to resume")
-    p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="a run id of the write-up's table, or tiny")
+    p.add_argument("--preset", required=True, choices=sorted([*PRESETS, *UPSTREAM_PRESETS]),
+                   help="a run id of the write-up's table, tiny, or ijepa (every upstream switch at I-JEPA's value)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.json)")
     p.add_argument("--steps", type=int, default=None, help="stop after this global step (the schedule is unchanged)")
     p.add_argument("--time-budget-min", type=float, default=None, help="stop cleanly after this many minutes")
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.pretrain_command)
 
     p = sub.add_parser("config", help="list every Config key with the preset's value and its meaning")
-    p.add_argument("--preset", default="R-A05-B08", choices=sorted(PRESETS), help="a run id of the table, or tiny")
+    p.add_argument("--preset", default="R-A05-B08", choices=sorted([*PRESETS, *UPSTREAM_PRESETS]),
+                   help="a run id of the table, tiny, or ijepa")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="Config fields to change first")
     p.set_defaults(func=commands.config_keys_command)
 

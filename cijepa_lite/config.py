@@ -78,6 +78,14 @@ class Config:
     compile: bool = False  # torch.compile the student, teacher and predictors
     knn_every_epochs: float | None = None  # epochs between kNN readings of the teacher (metrics "knn_top1"); None = off
 
+    # --- upstream switches: where the kit departs from facebookresearch/ijepa (preset "ijepa"; SPEC 11) ---
+    pos_embed: str = "rope"  # [W][K] "rope": 2-D RoPE in every block; "sincos": [IJ] fixed 2-D sin-cos added once
+    final_norm: bool = False  # [IJ] True: LayerNorm after the last block (d_last is taken after it)
+    loss: str = "mse"  # [W] "mse"; [IJ] "smooth_l1" (beta 1)
+    final_weight_decay: float | None = None  # [IJ] 0.4: cosine from weight_decay to this; None = constant [W]
+    schedule: str = "kit"  # "kit" or [IJ] "upstream": schedules stepped before each step (lr, wd of step+1)
+    ipe_scale: float = 1.0  # [IJ] lr/wd cosines and EMA ramp span ipe_scale x the run's steps
+
     def __post_init__(self):
         _validate(self)
 
@@ -127,6 +135,7 @@ _RANGES = {
     "log_every": (1, None), "ckpt_minutes": (0.0, None), "keep_checkpoints": (1, None),
     "max_skipped_steps": (0, None), "num_workers": (0, None), "micro_batch_size": (1, None),
     "all_to_last_weight": (0.0, 1.0), "last_to_last_weight": (0.0, 1.0),  # these four may also be None
+    "final_weight_decay": (0.0, None), "ipe_scale": (1.0, None),
 }
 # Pairs (lo, hi) with 0 < lo <= hi (<= 1 for fractions).
 _PAIRS = {"target_scale": 1.0, "target_aspect": None, "context_scale": 1.0, "crop_scale": 1.0, "adam_betas": 1.0}
@@ -166,14 +175,18 @@ def _validate(cfg: Config) -> None:
     if cfg.img_size % cfg.patch_size:
         fail("img_size", f"must be a multiple of patch_size={cfg.patch_size}")
     for dim, heads, key in [(cfg.embed_dim, cfg.num_heads, "num_heads"), (cfg.pred_dim, cfg.pred_num_heads, "pred_num_heads")]:
-        if dim % heads or (dim // heads) % 4:
+        if dim % heads or (dim // heads) % 4 and cfg.pos_embed == "rope":
             fail(key, f"must divide the width {dim} into heads whose width is a multiple of 4 "
                       "(2-D RoPE splits each head in row/column pairs)")
+    if cfg.pos_embed == "sincos" and (cfg.embed_dim % 4 or cfg.pred_dim % 4):
+        fail("pos_embed", "2-D sin-cos needs embed_dim and pred_dim divisible by 4")
     if not -cfg.depth <= cfg.collect_from < cfg.depth:
         fail("collect_from", f"must index a block of depth={cfg.depth}")
     if not 0 <= cfg.intermediate_rows <= cfg.num_depths - 1:
         fail("intermediate_rows", f"must be in [0, L-1] with L={cfg.num_depths} collected depths")
-    for key, choices in (("mask_mode", ("upstream", "corrected")), ("precision", ("bf16", "fp32"))):
+    for key, choices in (("mask_mode", ("upstream", "corrected")), ("precision", ("bf16", "fp32")),
+                         ("pos_embed", ("rope", "sincos")), ("loss", ("mse", "smooth_l1")),
+                         ("schedule", ("kit", "upstream"))):
         if getattr(cfg, key) not in choices:
             fail(key, f"must be one of {choices}")
     if not 0.0 <= cfg.ema_start <= cfg.ema_end <= 1.0:
@@ -221,17 +234,25 @@ _TINY = replace(
 PRESETS: dict[str, Config] = {rid: replace(_VIT_B, run_id=rid, **sup) for rid, sup in SUPERVISION.items()}
 PRESETS["tiny"] = _TINY
 
+# The I-JEPA baseline (L200's supervision) with every upstream switch at facebookresearch/ijepa's value
+# (its configs/in1k_vith14_ep300.yaml on the kit's ViT-B/16): the equivalence test replays its step (docs/parity).
+UPSTREAM = dict(pos_embed="sincos", final_norm=True, loss="smooth_l1", weight_decay=0.04, final_weight_decay=0.4,
+                schedule="upstream", ipe_scale=1.0, warmup_fraction=40 / 300, epochs=300, batch_size=2048)
+# Kept beside the write-up's table (PRESETS), which it is not a row of; get_config knows both.
+UPSTREAM_PRESETS: dict[str, Config] = {"ijepa": replace(PRESETS["L200"], run_id="ijepa", **UPSTREAM)}
+
 
 def get_config(run_id: str, /, **overrides) -> Config:
     """The preset `run_id` with `overrides` applied; unknown run ids or keys raise.
 
     Args:
-        run_id: a key of PRESETS (the write-up's run ids, or "tiny").
+        run_id: a key of PRESETS (the write-up's run ids, or "tiny") or of UPSTREAM_PRESETS ("ijepa").
         overrides: Config field values; strings are parsed to the field's type (for the command line).
     """
-    if run_id not in PRESETS:
-        raise KeyError(f"unknown run id {run_id!r}; known: {', '.join(PRESETS)}")
-    return replace(PRESETS[run_id], **_coerce_all(overrides))
+    named = {**PRESETS, **UPSTREAM_PRESETS}
+    if run_id not in named:
+        raise KeyError(f"unknown run id {run_id!r}; known: {', '.join(named)}")
+    return replace(named[run_id], **_coerce_all(overrides))
 
 
 def with_supervision(cfg: Config, run_id: str) -> Config:

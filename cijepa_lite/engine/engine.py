@@ -32,7 +32,7 @@ from ..method.objective import weight_rows
 from .distributed import Dist, RunFailed, all_reduce_mean, gather_flags
 from .fit import check_bf16, measured_micro_batch
 from .memory import choose_micro_batch, parameter_counts, release_cached_memory, smaller_micro_batch
-from .optim import learning_rate, make_optimizer
+from .optim import learning_rate, make_optimizer, weight_decay
 
 
 @dataclass
@@ -152,6 +152,7 @@ class Engine:
         all_reduce_mean(d, [p.grad for p in self.model.parameters() if p.grad is not None])
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step, self.total_steps)
+        self.optimizer.param_groups[0]["weight_decay"] = weight_decay(cfg, step, self.total_steps)  # the decay group
         self.optimizer.found_inf = (~finite).float()  # fused AdamW skips the update on the device
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,9 @@
-"""AdamW with I-JEPA's parameter groups, and the warmup + cosine learning-rate schedule (SPEC 5)."""
+"""AdamW with I-JEPA's parameter groups, the warmup + cosine learning-rate and weight-decay schedules (SPEC 5).
+
+cfg.schedule="upstream" is facebookresearch/ijepa's arithmetic: its schedulers are stepped before
+each step (step i runs with the values of i + 1), the cosines end at int(ipe_scale * total) and
+the lr never goes below final_lr. The kit's default indexes from 0 and ends its cosine at the last step.
+"""
 from __future__ import annotations
 
 import math
@@ -31,8 +36,25 @@ def learning_rate(cfg: Config, step: int, total_steps: int) -> float:
     """
     peak = cfg.peak_lr
     warmup = max(1, round(cfg.warmup_fraction * total_steps))
+    start = cfg.warmup_start_factor * peak  # [IJ] start_lr
+    if cfg.schedule == "upstream":  # [IJ] WarmupCosineSchedule
+        step, span = step + 1, int(cfg.ipe_scale * total_steps)
+        if step < warmup:
+            return start + step / warmup * (peak - start)
+        progress = (step - warmup) / max(1, span - warmup)
+        return max(cfg.final_lr, cfg.final_lr + (peak - cfg.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)))
     if step < warmup:
-        start = cfg.warmup_start_factor * peak
         return start + (peak - start) * step / warmup
     progress = min((step - warmup) / max(total_steps - 1 - warmup, 1), 1.0)
     return cfg.final_lr + (peak - cfg.final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def weight_decay(cfg: Config, step: int, total_steps: int) -> float:
+    """Weight decay at optimizer step `step`: constant [W], or a cosine to cfg.final_weight_decay [IJ]."""
+    if cfg.final_weight_decay is None:
+        return cfg.weight_decay
+    upstream = cfg.schedule == "upstream"  # [IJ] CosineWDSchedule, stepped before the step
+    progress = (step + upstream) / (int(cfg.ipe_scale * total_steps) if upstream else max(total_steps - 1, 1))
+    ref, final = cfg.weight_decay, cfg.final_weight_decay
+    wd = final + (ref - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(final, wd) if final <= ref else min(final, wd)

@@ -1,5 +1,8 @@
 """The ViT encoder (student and EMA teacher): timm blocks, 2-D axial RoPE, no final LayerNorm.
 
+Upstream switches (cfg.pos_embed="sincos", cfg.final_norm): I-JEPA's fixed 2-D sin-cos embedding
+added once after the patch embedding instead of RoPE, and a LayerNorm after the last block.
+
 Legend: B batch, N patches (grid x grid), N_ctx context tokens, D width, hd head dim.
 Positions are flat patch indices, row-major on the grid; RoPE rotates each kept token at its
 true (row, col), so the student can see only its context tokens (SPEC 1). Training sees the
@@ -47,6 +50,25 @@ def rope_table(grid: int | tuple[int, int], head_dim: int, base: float) -> torch
     return rope.get_embed()  # (rows * cols, 2*hd)
 
 
+def sincos_table(grid: int | tuple[int, int], dim: int) -> torch.Tensor:
+    """(N, dim) fixed 2-D sin-cos positions of a rows x cols grid (row-major) [IJ][MAE].
+
+    The first half of the dims encodes the column index, the second the row index (I-JEPA's meshgrid
+    puts w first); each half is [sin(pos * w_k) | cos(pos * w_k)], w_k = 10000^(-k / (dim/4)).
+    Computed in float64 and rounded once, as upstream's numpy table is.
+    """
+    rows, cols = (grid, grid) if isinstance(grid, int) else grid
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # (dim/4,)
+    r, c = torch.meshgrid(torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64),
+                          indexing="ij")  # (rows, cols) each
+
+    def axis(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.reshape(-1, 1) * omega  # (N, dim/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (N, dim/2)
+
+    return torch.cat([axis(c), axis(r)], dim=1).float()  # (N, dim)
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x[b, idx[b, i]] for every b, i.
 
@@ -76,7 +98,7 @@ def init_weights(module: nn.Module) -> None:
 
 
 class VisionTransformer(nn.Module):
-    """ViT with RoPE and no final norm that returns every block's output d_0 .. d_{depth-1}."""
+    """ViT that returns every block's output d_0 .. d_{depth-1}: RoPE and no final norm, or upstream's switches."""
 
     def __init__(self, cfg: Config):
         super().__init__()
@@ -85,17 +107,25 @@ class VisionTransformer(nn.Module):
                                       strict_img_size=False)
         self.blocks = make_blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio)
         self.grid, self.head_dim, self.rope_base = cfg.grid, cfg.embed_dim // cfg.num_heads, cfg.rope_base
-        self.register_buffer("rope", rope_table(cfg.grid, self.head_dim, cfg.rope_base), persistent=False)
-        self.other_grids: dict[tuple, torch.Tensor] = {}  # RoPE tables of other grid shapes, built once each
+        self.sincos = cfg.pos_embed == "sincos"  # [IJ] absolute positions added once; else RoPE in every block
+        self.register_buffer("rope", self._table((cfg.grid, cfg.grid)), persistent=False)
+        self.norm = LayerNorm(cfg.embed_dim) if cfg.final_norm else None  # [IJ] d_last is taken after it
+        self.other_grids: dict[tuple, torch.Tensor] = {}  # position tables of other grid shapes, built once each
+
+    def _table(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The position table of a grid: (N, D) sin-cos, or (N, 2*hd) RoPE."""
+        if self.sincos:
+            return sincos_table(grid, self.patch_embed.proj.out_channels)
+        return rope_table(grid, self.head_dim, self.rope_base)
 
     def rope_for(self, rows: int, cols: int) -> torch.Tensor:
-        """(rows * cols, 2*hd) RoPE table of a rows x cols grid: the registered one for the config's square grid."""
+        """(rows * cols, 2*hd) RoPE (or (rows * cols, D) sin-cos) table of a rows x cols grid: the registered
+        one for the config's square grid."""
         if (rows, cols) == (self.grid, self.grid):
             return self.rope  # the training grid keeps its registered table: square results are unchanged
         key = (rows, cols, self.rope.device, self.rope.dtype)
         if key not in self.other_grids:
-            table = rope_table((rows, cols), self.head_dim, self.rope_base)
-            self.other_grids[key] = table.to(self.rope.device, self.rope.dtype)
+            self.other_grids[key] = self._table((rows, cols)).to(self.rope.device, self.rope.dtype)
         return self.other_grids[key]
 
     def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -109,12 +139,16 @@ class VisionTransformer(nn.Module):
         """
         rows, cols = self.patch_embed.dynamic_feat_size(images.shape[-2:])
         x = self.patch_embed(images)  # (B, N, D)
-        rope = self.rope_for(rows, cols)  # (N, 2*hd), broadcast over batch and heads
+        rope = self.rope_for(rows, cols)  # (N, 2*hd), broadcast over batch and heads; sin-cos: (N, D)
+        if self.sincos:
+            x, rope = x + rope, None  # (B, N, D): [IJ] added (fp32 buffer) before the context is gathered
         if keep is not None:
             x = gather_tokens(x, keep)  # (B, N_ctx, D)
-            rope = gather_tokens(rope, keep).unsqueeze(1)  # (B, 1, N_ctx, 2*hd)
+            rope = None if rope is None else gather_tokens(rope, keep).unsqueeze(1)  # (B, 1, N_ctx, 2*hd)
         hidden = []
         for block in self.blocks:
             x = block(x, rope=rope)
             hidden.append(x)
+        if self.norm is not None:
+            hidden[-1] = self.norm(x)  # (B, N_ctx or N, D)
         return hidden

@@ -67,7 +67,7 @@ class CIJEPA(nn.Module):
             y = teacher_targets(teacher_hidden, self.depths, targets)  # (B, M, N_tgt, L, D)
         student_hidden = self.student(images, keep=context)  # depth x (B, N_ctx, D)
         predictions = self.predict(student_hidden, context, targets, sources)  # (S, B, M, N_tgt, L, D)
-        loss, mse = cijepa_loss(list(predictions), y, self.weights, sources)
+        loss, mse = cijepa_loss(list(predictions), y, self.weights, sources, self.cfg.loss)
         stats = {"mse": mse.detach(), "teacher": teacher_hidden[-1].mean(1).float()}
         return loss, stats
 

@@ -68,7 +68,7 @@ def teacher_targets(hidden: list[torch.Tensor], depths: tuple[int, ...], targets
 
 
 def cijepa_loss(
-    predictions: list[torch.Tensor], y: torch.Tensor, weights: torch.Tensor, sources: list[int]
+    predictions: list[torch.Tensor], y: torch.Tensor, weights: torch.Tensor, sources: list[int], kind: str = "mse"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The weighted multi-depth masked latent loss, and the (S, L) matrix of per-pair MSEs.
 
@@ -77,11 +77,16 @@ def cijepa_loss(
         y: (B, M, N_tgt, L, D) teacher targets.
         weights: (L, L) depth_weights.
         sources: positions in D of the sampled rows, aligned with `predictions`.
+        kind: "mse" [W], or "smooth_l1" (beta 1) [IJ], which then replaces MSE in the formula and in `mse`.
     Returns:
         loss (scalar) and mse (S, L) where mse[i, t] = MSE(H_{s_i->t}, y_t), averaged over the M blocks,
         their tokens and features (all blocks have N_tgt tokens, so the mean over blocks is exact).
     """
-    mse = torch.stack([(p.float() - y.float()).pow(2).mean(dim=(0, 1, 2, 4)) for p in predictions])  # (S, L)
+    if kind == "smooth_l1":  # [IJ] F.smooth_l1_loss(z, h): the same mean over every element
+        mse = torch.stack([F.smooth_l1_loss(p.float(), y.float(), reduction="none").mean(dim=(0, 1, 2, 4))
+                           for p in predictions])  # (S, L)
+    else:
+        mse = torch.stack([(p.float() - y.float()).pow(2).mean(dim=(0, 1, 2, 4)) for p in predictions])  # (S, L)
     w = weight_rows(weights, sources).to(mse.device)  # (S, L)
     loss = (w * mse).sum() / len(sources)  # 1/(M|S|): the mean over blocks is already inside mse
     return loss, mse

@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..config import Config
-from .encoder import gather_tokens, make_blocks, rope_table
+from .encoder import gather_tokens, make_blocks, rope_table, sincos_table
 from .norm import LeanLayerNorm
 
 
@@ -48,7 +48,9 @@ class Predictor(nn.Module):
         self.norm = norm(cfg.pred_dim)
         self.heads = nn.Linear(cfg.pred_dim, cfg.num_depths * cfg.embed_dim)  # H_{s->t} for all t, fused
         head_dim = cfg.pred_dim // cfg.pred_num_heads
-        self.register_buffer("rope", rope_table(cfg.grid, head_dim, cfg.rope_base), persistent=False)
+        self.sincos = cfg.pos_embed == "sincos"  # [IJ] the predictor's own fixed sin-cos positions, added once
+        table = sincos_table(cfg.grid, cfg.pred_dim) if self.sincos else rope_table(cfg.grid, head_dim, cfg.rope_base)
+        self.register_buffer("rope", table, persistent=False)  # (N, 2*hd) RoPE, or (N, P) sin-cos
         trunc_normal_(self.mask_token, std=0.02)  # [IJ]; Linear/LayerNorm init is vit.init_weights
 
     def forward(self, z: torch.Tensor, context: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -65,9 +67,12 @@ class Predictor(nn.Module):
         N_ctx = context.shape[1]
         x = self.embed(z).repeat_interleave(M, dim=0)  # (B*M, N_ctx, P): one copy per target block
         queries = self.mask_token.expand(B * M, N_tgt, -1)  # (B*M, N_tgt, P)
-        x = torch.cat([x, queries.to(x.dtype)], dim=1)  # (B*M, N_ctx + N_tgt, P)
         pos = torch.cat([context.repeat_interleave(M, dim=0), targets.flatten(0, 1)], dim=1)  # (B*M, N_ctx+N_tgt)
-        rope = gather_tokens(self.rope, pos).unsqueeze(1)  # (B*M, 1, N_ctx+N_tgt, 2*hd)
+        if self.sincos:  # [IJ] context tokens and mask tokens each get their position added, then no RoPE
+            x = x + gather_tokens(self.rope, pos[:, :N_ctx])  # (B*M, N_ctx, P)
+            queries = queries + gather_tokens(self.rope, pos[:, N_ctx:])  # (B*M, N_tgt, P)
+        x = torch.cat([x, queries.to(x.dtype)], dim=1)  # (B*M, N_ctx + N_tgt, P)
+        rope = None if self.sincos else gather_tokens(self.rope, pos).unsqueeze(1)  # (B*M, 1, N_ctx+N_tgt, 2*hd)
         for block in self.blocks:
             x = block(x, rope=rope)
         h = self.norm(x[:, N_ctx:])  # (B*M, N_tgt, P): h_{s,m}, mask-token outputs only

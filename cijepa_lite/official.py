@@ -1,0 +1,170 @@
+"""Official I-JEPA checkpoints in: `from_ijepa(checkpoint)` -> a CIJEPA in the upstream configuration.
+
+facebookresearch/ijepa saves {"encoder", "predictor", "target_encoder", "opt", "epoch", ...}, each model
+a state dict with DDP's "module." prefix. This module reads such a file (weights_only, memory-mapped),
+infers the model from its shapes (width, depth, patch, grid; heads from the width by upstream's model
+table), renames its keys to the kit's and loads them. A file with only an encoder loads without predictors.
+Legend: D width, P predictor width, N patches, p patch size.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .config import UPSTREAM_PRESETS, Config
+from .method import CIJEPA, Predictor, VisionTransformer, depth_key, depth_weights
+from .method.encoder import sincos_table
+
+# [IJ] vision_transformer.py: width -> (heads, mlp_ratio) of vit_tiny .. vit_giant.
+HEADS = {192: (3, 4.0), 384: (6, 4.0), 768: (12, 4.0), 1024: (16, 4.0), 1280: (16, 4.0), 1408: (16, 48 / 11)}
+MODELS = ("encoder", "target_encoder", "predictor")  # the state dicts of an official file
+_BLOCK = r"blocks\.\d+\.(norm1|norm2)\.(weight|bias)|blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)"
+_ENCODER = re.compile(rf"patch_embed\.proj\.(weight|bias)|pos_embed|norm\.(weight|bias)|{_BLOCK}")
+_PREDICTOR = {"predictor_embed.": "embed.", "predictor_blocks.": "blocks.", "predictor_norm.": "norm.",
+              "predictor_proj.": "heads.", "mask_token": "mask_token", "predictor_pos_embed": "pos_embed"}
+
+
+def is_official(obj) -> bool:
+    """Whether a loaded checkpoint dict is an official I-JEPA one (it has an encoder state dict, no kit keys)."""
+    return isinstance(obj, dict) and any(k in obj for k in ("encoder", "target_encoder")) and "student" not in obj
+
+
+def read_official(path: str | Path) -> dict:
+    """An official file as a dict of state dicts, weights_only and memory-mapped (a ViT-H/14 is ~2.5 GB per model)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def _plain(state: dict, name: str) -> dict[str, torch.Tensor]:
+    """`state` without DDP's "module." prefix."""
+    if not isinstance(state, dict):
+        raise ValueError(f"official checkpoint: '{name}' is a {type(state).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _shape_error(name: str, key: str, shape, why: str) -> ValueError:
+    return ValueError(f"official checkpoint: {name}.{key} has shape {tuple(shape)}: {why}; "
+                      "pass the shape by hand, e.g. from_ijepa(path, num_heads=...)")
+
+
+def infer_config(encoder: dict, predictor: dict | None, **overrides) -> Config:
+    """The upstream-preset Config whose shapes are those of the state dicts (overrides win).
+
+    Args:
+        encoder: an encoder state dict without prefix; predictor: the predictor's, or None.
+        overrides: Config fields the shapes cannot say (num_heads outside upstream's table, img_size, ...).
+    """
+    for key in ("patch_embed.proj.weight", "pos_embed"):
+        if key not in encoder:
+            raise ValueError(f"official checkpoint: encoder has no '{key}'; not an I-JEPA ViT encoder")
+    width, chans, patch, _ = encoder["patch_embed.proj.weight"].shape  # (D, C, p, p)
+    n = encoder["pos_embed"].shape[-2]  # (1, N, D)
+    grid = round(n ** 0.5)
+    if grid * grid != n:
+        raise _shape_error("encoder", "pos_embed", encoder["pos_embed"].shape, "not a square grid of patches")
+    depth = 1 + max(int(k.split(".")[1]) for k in encoder if k.startswith("blocks."))
+    heads, mlp = HEADS.get(width, (None, encoder["blocks.0.mlp.fc1.weight"].shape[0] / width))
+    if heads is None and "num_heads" not in overrides:
+        raise _shape_error("encoder", "patch_embed.proj.weight", (width, chans, patch, patch),
+                           f"width {width} is no upstream model's ({', '.join(map(str, HEADS))})")
+    found = dict(img_size=grid * patch, patch_size=patch, in_chans=chans, embed_dim=width, depth=depth,
+                 num_heads=heads, mlp_ratio=mlp, final_norm="norm.weight" in encoder)
+    if predictor is not None:
+        pred_dim = predictor["predictor_embed.weight"].shape[0]  # (P, D)
+        found.update(pred_dim=pred_dim, pred_num_heads=overrides.get("num_heads", heads),  # [IJ] encoder's heads
+                     pred_depth=1 + max(int(k.split(".")[1]) for k in predictor if k.startswith("predictor_blocks.")))
+    try:
+        return replace(UPSTREAM_PRESETS["ijepa"], run_id="ijepa-official", **{**found, **overrides})
+    except ValueError as e:
+        raise ValueError(f"official checkpoint: the inferred shape fits no model: {e}") from None
+
+
+def encoder_to_kit(state: dict, name: str = "encoder") -> dict[str, torch.Tensor]:
+    """An upstream encoder state dict in the kit's names (pos_embed is checked by the caller, not loaded)."""
+    unknown = [k for k in state if not _ENCODER.fullmatch(k)]
+    if unknown:
+        raise ValueError(f"official checkpoint: unknown key '{name}.{unknown[0]}' (not an I-JEPA ViT encoder)")
+    return {k: v for k, v in state.items() if k != "pos_embed"}
+
+
+def predictor_to_kit(state: dict) -> dict[str, torch.Tensor]:
+    """An upstream predictor state dict in the kit's names (predictor_proj -> the single head H_{last->last})."""
+    out = {}
+    for key, value in state.items():
+        prefix = next((p for p in _PREDICTOR if key.startswith(p)), None)
+        rest = key[len(prefix):] if prefix else ""
+        if prefix is None or (prefix == "predictor_blocks." and not re.fullmatch(_BLOCK, "blocks." + rest)):
+            raise ValueError(f"official checkpoint: unknown key 'predictor.{key}' (not an I-JEPA predictor)")
+        if prefix != "predictor_pos_embed":
+            out[_PREDICTOR[prefix] + rest] = value
+    return out
+
+
+def from_ijepa(checkpoint: str | Path | dict, **shape_overrides) -> CIJEPA:
+    """A CIJEPA (upstream configuration, D = {d_last}) holding an official I-JEPA checkpoint's weights.
+
+    Args:
+        checkpoint: the path of an official file (.pth.tar), or the dict it loads to: "encoder",
+            "predictor", "target_encoder" state dicts, with or without DDP's "module." prefix; a file
+            with only "target_encoder" or "encoder" loads without predictors.
+        shape_overrides: Config fields the shapes cannot say (e.g. num_heads for a width outside upstream's table).
+    Returns:
+        the model; model.cfg records what was inferred. The teacher is "target_encoder" (else "encoder").
+    """
+    ckpt = read_official(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
+    if not is_official(ckpt):
+        keys = ", ".join(map(str, list(ckpt)[:6])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"official checkpoint: no 'encoder' or 'target_encoder' state dict (has: {keys})")
+    models = {m: _plain(ckpt[m], m) for m in MODELS if ckpt.get(m) is not None}
+    student = models.get("encoder", models.get("target_encoder"))
+    teacher = models.get("target_encoder", student)
+    predictor = models.get("predictor")
+    cfg = infer_config(teacher, predictor, **shape_overrides)
+    with torch.device("meta"):
+        model = CIJEPA(cfg)
+    if predictor is None:
+        model.predictors = torch.nn.ModuleDict()  # encoder-only file: for probing and inspection
+    model.to_empty(device="cpu")  # no init: every parameter is assigned from the (memory-mapped) file
+    _load(model.student, encoder_to_kit(student, "encoder" if "encoder" in models else "target_encoder"), cfg)
+    _load(model.teacher, encoder_to_kit(teacher, "target_encoder"), cfg)
+    if predictor is not None:
+        _load(model.predictors[depth_key(cfg.depth - 1)], predictor_to_kit(predictor), cfg)
+    _rebuild_tables(model)
+    _check_positions(teacher["pos_embed"], cfg.embed_dim, cfg.grid, "target_encoder.pos_embed")
+    if predictor is not None:
+        _check_positions(predictor["predictor_pos_embed"], cfg.pred_dim, cfg.grid, "predictor.predictor_pos_embed")
+    return model
+
+
+def _load(module: torch.nn.Module, state: dict, cfg: Config) -> None:
+    """load_state_dict with a one-line error naming the first key that does not fit; rebuilds the fixed tables."""
+    own = module.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            raise ValueError(f"official checkpoint: unknown key '{key}' for this model")
+        if own[key].shape != value.shape:
+            raise _shape_error(type(module).__name__, key, value.shape, f"the inferred model wants {tuple(own[key].shape)}")
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ValueError(f"official checkpoint: no '{missing[0]}' for the inferred model ({cfg.depth} blocks)")
+    module.load_state_dict(state, assign=True)  # parameters keep requires_grad (the teacher's stays off)
+
+
+@torch.no_grad()
+def _rebuild_tables(model: CIJEPA) -> None:
+    """The non-persistent buffers that `to_empty` left unset: position tables and the row weights."""
+    for m in model.modules():
+        if isinstance(m, VisionTransformer):
+            m.rope.copy_(m._table((m.grid, m.grid)))
+        elif isinstance(m, Predictor):
+            m.rope.copy_(sincos_table(model.cfg.grid, model.cfg.pred_dim))  # the upstream preset's sin-cos
+    cfg = model.cfg
+    model.weights.copy_(depth_weights(cfg.num_depths, cfg.all_to_last_weight, cfg.last_to_last_weight))
+
+
+def _check_positions(table: torch.Tensor, dim: int, grid: int, name: str) -> None:
+    """Upstream's fixed positions must be the 2-D sin-cos table the kit computes (they are never trained)."""
+    if not torch.allclose(table.reshape(-1, dim).float(), sincos_table(grid, dim), atol=1e-5):
+        raise ValueError(f"official checkpoint: {name} is not the fixed 2-D sin-cos table of a {grid}x{grid} grid")
