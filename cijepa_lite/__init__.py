@@ -10,6 +10,7 @@ from .config import PRESETS, Config, get_config
 from .engine import train
 from .export import load_encoder
 from .method import CIJEPA, MaskSampler, depth_weights
+from .engine.official import from_ijepa
 from .release import VERSION as __version__
 
-__all__ = ["CIJEPA", "PRESETS", "Config", "MaskSampler", "depth_weights", "get_config", "load_encoder", "train"]
+__all__ = ["CIJEPA", "PRESETS", "Config", "MaskSampler", "depth_weights", "from_ijepa", "get_config", "load_encoder", "train"]

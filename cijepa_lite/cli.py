@@ -15,6 +15,9 @@ from .data.imagenet100 import HUB_REPO, HUB_REVISION
 from .data.sources import DEFAULT_DATA_DIR
 from .eval.results import DEFAULT_RESULTS_DIRS, OWN_RESULTS_DIR
 
+RUN_HELP = ("run directory written by pretrain, or an official I-JEPA checkpoint file (.pth.tar with encoder / "
+            "target_encoder state dicts; read weights-only and memory-mapped)")
+
 COMPUTE_COMMANDS = {"pretrain", "demo", "probe", "inspect"}  # they pick torch's CPU threads first (cpus.fit_threads)
 
 
@@ -77,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.data_command)
 
     p = sub.add_parser("probe", help="linear-probe the newest valid checkpoint of a run and write its results JSON")
-    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--run", required=True, help=RUN_HELP)
+    p.add_argument("--dataset", default=None, help="probe on this dataset instead of the run's (default: the run's; "
+                   "an official checkpoint's is imagenet100)")
     p.add_argument("--per-depth", action="store_true",
                    help="probe every block d_0..d_last of the encoder (one pass per batch), also for L200/L300")
     p.add_argument("--random-init", action="store_true",
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run's encoder as safetensors + config + model card "
                                       "(load_encoder reads it)")
-    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--run", required=True, help=RUN_HELP)
     p.add_argument("--out", required=True, help="export folder")
     p.add_argument("--which", default="teacher", choices=["teacher", "student"], help="which encoder to export")
     p.add_argument("--results", nargs="+", default=None, help="results directories whose JSONs of this run go on "
@@ -155,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="per-depth feature maps (PCA as RGB), continuity and RankMe of a run's teacher "
                                        "vs random init, on its val images or any folder (e.g. screenshots)")
-    p.add_argument("--run", required=True, help="run directory written by pretrain")
+    p.add_argument("--run", required=True, help=RUN_HELP)
     p.add_argument("--images", nargs="+", default=["val"],
                    help="image sets: 'val' (the run's val split) and/or folders")
     p.add_argument("--out", default=None,

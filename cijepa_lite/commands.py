@@ -46,7 +46,7 @@ def probe_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--seed {args.seed}: must be >= 0")
     record = evaluate_run(args.run, probe=args.probe, encoder=args.encoder, per_depth=args.per_depth, seed=args.seed,
                           recipe=ProbeRecipe(epochs=args.epochs), num_workers=args.workers,
-                          progress=not args.no_progress, random_init=args.random_init)
+                          progress=not args.no_progress, random_init=args.random_init, dataset=args.dataset)
     path = write_result(record, args.results)
     depths = "".join(f"\n  {k}: {v:.2f}" for k, v in record["per_depth"].items())
     print(f"{record['run_id']} step {record['pretrain']['step']}, {record['probe']['name']} probe "

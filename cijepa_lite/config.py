@@ -62,6 +62,11 @@ class Config:
     ema_end: float = 1.0  # [IJ]
     precision: str = "bf16"  # "bf16": autocast on any device (bf16 on CUDA [IJ]); "fp32": none. Master weights fp32
     crop_scale: tuple[float, float] = (0.3, 1.0)  # [IJ] RandomResizedCrop scale, no flip, no colour jitter
+    pos_embed: str = "rope"  # upstream switch (SPEC 11) [W][K] "rope": 2-D RoPE per block; [IJ] "sincos": fixed, once
+    final_norm: bool = False  # [IJ] True: LayerNorm after the last block (d_last is taken after it)
+    loss: str = "mse"  # [W] "mse"; [IJ] "smooth_l1" (beta 1)
+    final_weight_decay: float | None = None  # [IJ] 0.4: cosine from weight_decay to this; None = constant [W]
+    ipe_scale: float | None = None  # None: the kit's schedules; [IJ] upstream's, over ipe_scale x the run's steps
 
     # --- data ---
     dataset: str = "imagenet100"  # "imagenet100" (prepared cache), "digits" (embedded, no download), or a path
@@ -78,20 +83,11 @@ class Config:
     compile: bool = False  # torch.compile the student, teacher and predictors
     knn_every_epochs: float | None = None  # epochs between kNN readings of the teacher (metrics "knn_top1"); None = off
 
-    # --- upstream switches: where the kit departs from facebookresearch/ijepa (preset "ijepa"; SPEC 11) ---
-    pos_embed: str = "rope"  # [W][K] "rope": 2-D RoPE in every block; "sincos": [IJ] fixed 2-D sin-cos added once
-    final_norm: bool = False  # [IJ] True: LayerNorm after the last block (d_last is taken after it)
-    loss: str = "mse"  # [W] "mse"; [IJ] "smooth_l1" (beta 1)
-    final_weight_decay: float | None = None  # [IJ] 0.4: cosine from weight_decay to this; None = constant [W]
-    schedule: str = "kit"  # "kit" or [IJ] "upstream": schedules stepped before each step (lr, wd of step+1)
-    ipe_scale: float = 1.0  # [IJ] lr/wd cosines and EMA ramp span ipe_scale x the run's steps
-
     def __post_init__(self):
         _validate(self)
 
     @property
-    def grid(self) -> int:
-        """Patches per side."""
+    def grid(self) -> int:  # patches per side
         return self.img_size // self.patch_size
 
     @property
@@ -131,11 +127,10 @@ _RANGES = {
     "pred_dim": (1, None), "pred_depth": (1, None), "pred_num_heads": (1, None), "num_targets": (1, None),
     "min_keep": (0, None), "epochs": (1, None), "batch_size": (1, None), "base_lr": (0.0, None),
     "base_batch": (1, None), "warmup_fraction": (0.0, 1.0), "warmup_start_factor": (0.0, 1.0),
-    "final_lr": (0.0, None), "weight_decay": (0.0, None), "adam_eps": (0.0, None),
-    "log_every": (1, None), "ckpt_minutes": (0.0, None), "keep_checkpoints": (1, None),
+    "final_lr": (0.0, None), "weight_decay": (0.0, None), "adam_eps": (0.0, None), "final_weight_decay": (0.0, None),
+    "log_every": (1, None), "ckpt_minutes": (0.0, None), "keep_checkpoints": (1, None), "ipe_scale": (1.0, None),
     "max_skipped_steps": (0, None), "num_workers": (0, None), "micro_batch_size": (1, None),
     "all_to_last_weight": (0.0, 1.0), "last_to_last_weight": (0.0, 1.0),  # these four may also be None
-    "final_weight_decay": (0.0, None), "ipe_scale": (1.0, None),
 }
 # Pairs (lo, hi) with 0 < lo <= hi (<= 1 for fractions).
 _PAIRS = {"target_scale": 1.0, "target_aspect": None, "context_scale": 1.0, "crop_scale": 1.0, "adam_betas": 1.0}
@@ -165,28 +160,23 @@ def _validate(cfg: Config) -> None:
     if not cfg.run_id.strip():
         fail("run_id", "must be a non-empty name")
     for key, (lo, hi) in _RANGES.items():
-        value = getattr(cfg, key)
-        if value is not None and not (value >= lo and (hi is None or value <= hi)):
+        if (value := getattr(cfg, key)) is not None and not (value >= lo and (hi is None or value <= hi)):
             fail(key, f"must be {f'>= {lo}' if hi is None else f'in [{lo}, {hi}]'}")
     for key, top in _PAIRS.items():
-        pair = getattr(cfg, key)
-        if not 0 <= pair[0] <= pair[1] or (top is not None and pair[1] > top):
+        if not 0 <= (pair := getattr(cfg, key))[0] <= pair[1] or (top is not None and pair[1] > top):
             fail(key, f"must be a pair (lo, hi) with 0 <= lo <= hi{'' if top is None else f' <= {top}'}")
     if cfg.img_size % cfg.patch_size:
         fail("img_size", f"must be a multiple of patch_size={cfg.patch_size}")
     for dim, heads, key in [(cfg.embed_dim, cfg.num_heads, "num_heads"), (cfg.pred_dim, cfg.pred_num_heads, "pred_num_heads")]:
-        if dim % heads or (dim // heads) % 4 and cfg.pos_embed == "rope":
+        if dim % heads or (dim // heads) % 4:
             fail(key, f"must divide the width {dim} into heads whose width is a multiple of 4 "
                       "(2-D RoPE splits each head in row/column pairs)")
-    if cfg.pos_embed == "sincos" and (cfg.embed_dim % 4 or cfg.pred_dim % 4):
-        fail("pos_embed", "2-D sin-cos needs embed_dim and pred_dim divisible by 4")
     if not -cfg.depth <= cfg.collect_from < cfg.depth:
         fail("collect_from", f"must index a block of depth={cfg.depth}")
     if not 0 <= cfg.intermediate_rows <= cfg.num_depths - 1:
         fail("intermediate_rows", f"must be in [0, L-1] with L={cfg.num_depths} collected depths")
     for key, choices in (("mask_mode", ("upstream", "corrected")), ("precision", ("bf16", "fp32")),
-                         ("pos_embed", ("rope", "sincos")), ("loss", ("mse", "smooth_l1")),
-                         ("schedule", ("kit", "upstream"))):
+                         ("pos_embed", ("rope", "sincos")), ("loss", ("mse", "smooth_l1"))):
         if getattr(cfg, key) not in choices:
             fail(key, f"must be one of {choices}")
     if not 0.0 <= cfg.ema_start <= cfg.ema_end <= 1.0:
@@ -196,7 +186,6 @@ def _validate(cfg: Config) -> None:
 
 
 # --- presets -------------------------------------------------------------------------------------
-
 # The write-up's table (SPEC 8): only the supervision fields (and L300's epochs) differ between runs.
 SUPERVISION = {
     "L200": dict(collect_from=-1, intermediate_rows=0, all_to_last_weight=None, last_to_last_weight=1.0),
@@ -216,9 +205,9 @@ SUPERVISION = {
 _VIT_B = Config(dataset="imagenet100")  # defaults are the write-up's recipe with D = {d_1..d_11}
 
 # CPU-sized model for tests and the demo (SPEC 10): digits upscaled to 32 px, patch 4 -> 8 x 8 grid, 6 blocks
-# (D = d_1..d_5) of width 64. Tuned on 2 CPU cores so the demo learns visibly in minutes (teacher kNN top-1
-# 57-59% at random init -> 72.7% after 40 epochs = 440 steps, `python -m cijepa_lite demo`). Alternatives measured
-# while tuning (shorter runs, not committed):
+# (D = d_1..d_5) of width 64. Tuned on 2 CPU cores so the demo learns visibly in minutes (teacher kNN top-1 57-59%
+# at random init -> 72.7% after 40 epochs = 440 steps, `python -m cijepa_lite demo`). Alternatives measured while
+# tuning (shorter runs, not committed):
 # - mask_mode "corrected": upstream's exclusive bound never lets a block touch the last row or column, which
 #   on 8 x 8 leaves 15 of 64 patches out of every context and ~11 context tokens; corrected keeps ~20 (kNN 75 vs 65).
 # - ema_start 0.98 -> 1.0 over the run: the teacher must move within ~440 steps (0.99: 57% at step 170, 0.95: 55%,
@@ -228,29 +217,23 @@ _TINY = replace(
     _VIT_B, run_id="tiny", img_size=32, patch_size=4, embed_dim=64, depth=6, num_heads=4,
     pred_dim=32, pred_depth=2, pred_num_heads=4, min_keep=4, mask_mode="corrected", dataset="digits", epochs=40,
     batch_size=128, base_lr=1e-3, base_batch=128, ema_start=0.98, precision="fp32", num_workers=0, log_every=10,
-    ckpt_minutes=2.0, knn_every_epochs=10.0, **SUPERVISION["R-A05-B08"],
-)
+    ckpt_minutes=2.0, knn_every_epochs=10.0, **SUPERVISION["R-A05-B08"])
 
 PRESETS: dict[str, Config] = {rid: replace(_VIT_B, run_id=rid, **sup) for rid, sup in SUPERVISION.items()}
 PRESETS["tiny"] = _TINY
-
-# The I-JEPA baseline (L200's supervision) with every upstream switch at facebookresearch/ijepa's value
-# (its configs/in1k_vith14_ep300.yaml on the kit's ViT-B/16): the equivalence test replays its step (docs/parity).
-UPSTREAM = dict(pos_embed="sincos", final_norm=True, loss="smooth_l1", weight_decay=0.04, final_weight_decay=0.4,
-                schedule="upstream", ipe_scale=1.0, warmup_fraction=40 / 300, epochs=300, batch_size=2048)
-# Kept beside the write-up's table (PRESETS), which it is not a row of; get_config knows both.
-UPSTREAM_PRESETS: dict[str, Config] = {"ijepa": replace(PRESETS["L200"], run_id="ijepa", **UPSTREAM)}
+UPSTREAM_PRESETS: dict[str, Config] = {"ijepa": replace(
+    PRESETS["L200"], run_id="ijepa", pos_embed="sincos", final_norm=True, loss="smooth_l1", weight_decay=0.04,
+    final_weight_decay=0.4, ipe_scale=1.0, warmup_fraction=40 / 300, epochs=300, batch_size=2048)}
 
 
 def get_config(run_id: str, /, **overrides) -> Config:
     """The preset `run_id` with `overrides` applied; unknown run ids or keys raise.
 
     Args:
-        run_id: a key of PRESETS (the write-up's run ids, or "tiny") or of UPSTREAM_PRESETS ("ijepa").
+        run_id: a key of PRESETS (the table's run ids, "tiny") or UPSTREAM_PRESETS ("ijepa": L200 as I-JEPA trains it).
         overrides: Config field values; strings are parsed to the field's type (for the command line).
     """
-    named = {**PRESETS, **UPSTREAM_PRESETS}
-    if run_id not in named:
+    if run_id not in (named := PRESETS | UPSTREAM_PRESETS):
         raise KeyError(f"unknown run id {run_id!r}; known: {', '.join(named)}")
     return replace(named[run_id], **_coerce_all(overrides))
 
@@ -265,8 +248,7 @@ def config_from_dict(values: dict) -> Config:
     """A Config from its `to_dict()` form (JSON turns tuples into lists); unknown keys or bad values: ValueError."""
     if not isinstance(values, dict):
         raise ValueError(f"a saved config is a JSON object, not a {type(values).__name__}")
-    unknown = sorted(set(values) - set(Config.__dataclass_fields__))
-    if unknown:
+    if unknown := sorted(set(values) - set(Config.__dataclass_fields__)):
         raise ValueError(f"saved config has keys this version does not know: {unknown}")
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
@@ -289,14 +271,12 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def _coerce_all(overrides: dict) -> dict:
-    fields = hints = _HINTS
     out = {}
     for key, value in overrides.items():
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise KeyError(f"unknown config key {key!r}{hint}")
-        out[key] = _coerce(key, value, hints[key]) if isinstance(value, str) else value
+        if key not in _HINTS:
+            close = difflib.get_close_matches(key, _HINTS, n=3)
+            raise KeyError(f"unknown config key {key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        out[key] = _coerce(key, value, _HINTS[key]) if isinstance(value, str) else value
     return out
 
 
@@ -314,8 +294,7 @@ def _coerce(key: str, text: str, hint) -> object:
         if hint is bool:
             return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[text.lower()]
         if hint is float and "/" in text:  # allow alpha=1/11
-            num, den = text.split("/")
-            return float(num) / float(den)
+            return float(text.split("/")[0]) / float(text.split("/")[1])
         return hint(text)
     except (ValueError, TypeError, KeyError, ZeroDivisionError):
         raise ValueError(f"config {key}={text!r}: not a valid {getattr(hint, '__name__', hint)}") from None

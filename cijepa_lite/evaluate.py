@@ -1,6 +1,7 @@
 """Evaluate a run directory: load its newest valid checkpoint, probe an encoder, return a result record."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,11 +31,12 @@ def choose_probe(probe: str, embed_dim: int) -> tuple[str, str]:
 
 def evaluate_run(run_dir: str | Path, *, probe: str = "auto", encoder: str = "teacher", per_depth: bool = False,
                  seed: int = 0, recipe: ProbeRecipe = ProbeRecipe(), num_workers: int | None = None,
-                 device: torch.device | None = None, progress: bool = True, random_init: bool = False) -> dict:
+                 device: torch.device | None = None, progress: bool = True, random_init: bool = False,
+                 dataset: str | None = None) -> dict:
     """Probe a run's frozen encoder on its dataset's val split; the record's top1 is the last block's.
 
     Args:
-        run_dir: a pretraining run directory (checkpoints/ inside).
+        run_dir: a pretraining run directory (checkpoints/ inside), or an official I-JEPA checkpoint file.
         probe: "recipe" (the write-up's, SPEC 7), "logreg" (converged logistic regression) or "auto"
             (choose_probe: recipe for ViT-B-sized encoders, logreg for small ones); the record says which and why.
         encoder: "teacher" (the write-up's) or "student".
@@ -42,13 +44,14 @@ def evaluate_run(run_dir: str | Path, *, probe: str = "auto", encoder: str = "te
         num_workers: data-loader workers (default: the run's config).
         random_init: also probe a randomly initialised encoder of the same shape (the run's seed) at the same
             depths, as a reference readout (the probe's cost twice).
+        dataset: probe on this dataset instead of the run's (e.g. an official checkpoint on "imagenet100" or a folder).
     """
     if probe not in PROBES + ("auto",):
         raise ValueError(f"unknown probe {probe!r}; expected one of {PROBES + ('auto',)}")
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; expected one of {ENCODERS}")
     encoders, ckpt = load_encoders(run_dir)
-    cfg = ckpt.config
+    cfg = ckpt.config if dataset is None else replace(ckpt.config, dataset=dataset)
     probe, why = choose_probe(probe, cfg.embed_dim)
     last = cfg.depth - 1
     depths = tuple(range(cfg.depth)) if per_depth else (last,)

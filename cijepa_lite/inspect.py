@@ -127,7 +127,7 @@ def inspect_run(run_dir: str | Path, images: Sequence[str | Path] = (VAL,), *, o
     """Feature maps (figure), continuity and RankMe per depth (JSON + curves) of a run's EMA teacher vs random init.
 
     Args:
-        run_dir: a pretraining run directory.
+        run_dir: a pretraining run directory, or an official I-JEPA checkpoint file.
         images: image sets: "val" (the run's val split) and/or folders (the first `n_images` files by name).
         out: the maps' PNG (default the run's figures/inspect.png); the curves go to <out>-curves.png, the numbers
             to <out>.json.
@@ -159,7 +159,10 @@ def inspect_run(run_dir: str | Path, images: Sequence[str | Path] = (VAL,), *, o
                                 i.width // cfg.patch_size] for _, i in items],
                                 **{e: measure({d: g[d][part] for d in depths}) for e, g in grids.items()}}
     maps = {e: {d: pca_rgb(g[d]) for d in depths} for e, g in grids.items()}  # PCA per depth over all images
-    out = Path(out) if out else RunDir(run_dir).figure_file("inspect.png")  # next to the run, never in the cwd
+    if out is None:  # next to the run (or the official checkpoint file), never in the cwd
+        file = Path(run_dir)
+        out = file.with_name(f"{file.name}-inspect.png") if file.is_file() else RunDir(run_dir).figure_file("inspect.png")
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     titles = [f"{name}\n{k}" for name, items in sets.items() for k, _ in items]
     files = {"maps": out, "curves": out.with_name(f"{out.stem}-curves.png"), "json": out.with_suffix(".json")}

@@ -6,12 +6,18 @@ from pathlib import Path
 from torch import nn
 
 from ..method import VisionTransformer
+from .official import official_encoders
 from .rundir import Checkpoint, RunDir
 
 
 def load_encoders(run_dir: str | Path) -> tuple[dict[str, nn.Module], Checkpoint]:
-    """The teacher and student of a run's newest valid checkpoint, and the checkpoint."""
+    """The teacher and student of a run's newest valid checkpoint, and the checkpoint.
+
+    `run_dir` may also be an official I-JEPA checkpoint file (official.from_ijepa reads it; step 0).
+    """
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        return official_encoders(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     run = RunDir(run_dir)

@@ -1,6 +1,6 @@
 """AdamW with I-JEPA's parameter groups, the warmup + cosine learning-rate and weight-decay schedules (SPEC 5).
 
-cfg.schedule="upstream" is facebookresearch/ijepa's arithmetic: its schedulers are stepped before
+cfg.ipe_scale set (not None) is facebookresearch/ijepa's arithmetic: its schedulers are stepped before
 each step (step i runs with the values of i + 1), the cosines end at int(ipe_scale * total) and
 the lr never goes below final_lr. The kit's default indexes from 0 and ends its cosine at the last step.
 """
@@ -24,6 +24,7 @@ def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.AdamW:
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    # Group 0 decays (the engine sets its weight decay every step); I-JEPA's four groups merged two by two.
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.peak_lr, betas=cfg.adam_betas, eps=cfg.adam_eps, fused=True)
 
@@ -37,7 +38,7 @@ def learning_rate(cfg: Config, step: int, total_steps: int) -> float:
     peak = cfg.peak_lr
     warmup = max(1, round(cfg.warmup_fraction * total_steps))
     start = cfg.warmup_start_factor * peak  # [IJ] start_lr
-    if cfg.schedule == "upstream":  # [IJ] WarmupCosineSchedule
+    if cfg.ipe_scale is not None:  # [IJ] WarmupCosineSchedule
         step, span = step + 1, int(cfg.ipe_scale * total_steps)
         if step < warmup:
             return start + step / warmup * (peak - start)
@@ -53,7 +54,7 @@ def weight_decay(cfg: Config, step: int, total_steps: int) -> float:
     """Weight decay at optimizer step `step`: constant [W], or a cosine to cfg.final_weight_decay [IJ]."""
     if cfg.final_weight_decay is None:
         return cfg.weight_decay
-    upstream = cfg.schedule == "upstream"  # [IJ] CosineWDSchedule, stepped before the step
+    upstream = cfg.ipe_scale is not None  # [IJ] CosineWDSchedule, stepped before the step
     progress = (step + upstream) / (int(cfg.ipe_scale * total_steps) if upstream else max(total_steps - 1, 1))
     ref, final = cfg.weight_decay, cfg.final_weight_decay
     wd = final + (ref - final) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -10,9 +10,9 @@ from ..config import Config
 def ema_momentum(cfg: Config, step: int, total_steps: int) -> float:
     """m at optimizer step `step` (0-based): linear from cfg.ema_start to cfg.ema_end over the run [IJ].
 
-    schedule="upstream": I-JEPA's generator, whose ramp spans ipe_scale x the run (its default 1.25 ends below ema_end).
+    ipe_scale set: I-JEPA's generator, whose ramp spans ipe_scale x the run (its default 1.25 ends below ema_end).
     """
-    if cfg.schedule == "upstream":
+    if cfg.ipe_scale is not None:
         return cfg.ema_start + step * (cfg.ema_end - cfg.ema_start) / (total_steps * cfg.ipe_scale)
     return cfg.ema_start + (cfg.ema_end - cfg.ema_start) * min(step / max(total_steps, 1), 1.0)
 

@@ -108,11 +108,11 @@ class VisionTransformer(nn.Module):
         self.blocks = make_blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio)
         self.grid, self.head_dim, self.rope_base = cfg.grid, cfg.embed_dim // cfg.num_heads, cfg.rope_base
         self.sincos = cfg.pos_embed == "sincos"  # [IJ] absolute positions added once; else RoPE in every block
-        self.register_buffer("rope", self._table((cfg.grid, cfg.grid)), persistent=False)
+        self.register_buffer("rope", self.position_table((cfg.grid, cfg.grid)), persistent=False)
         self.norm = LayerNorm(cfg.embed_dim) if cfg.final_norm else None  # [IJ] d_last is taken after it
         self.other_grids: dict[tuple, torch.Tensor] = {}  # position tables of other grid shapes, built once each
 
-    def _table(self, grid: tuple[int, int]) -> torch.Tensor:
+    def position_table(self, grid: tuple[int, int]) -> torch.Tensor:
         """The position table of a grid: (N, D) sin-cos, or (N, 2*hd) RoPE."""
         if self.sincos:
             return sincos_table(grid, self.patch_embed.proj.out_channels)
@@ -125,7 +125,7 @@ class VisionTransformer(nn.Module):
             return self.rope  # the training grid keeps its registered table: square results are unchanged
         key = (rows, cols, self.rope.device, self.rope.dtype)
         if key not in self.other_grids:
-            self.other_grids[key] = self._table((rows, cols)).to(self.rope.device, self.rope.dtype)
+            self.other_grids[key] = self.position_table((rows, cols)).to(self.rope.device, self.rope.dtype)
         return self.other_grids[key]
 
     def forward(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> list[torch.Tensor]:

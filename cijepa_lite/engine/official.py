@@ -8,15 +8,17 @@ Legend: D width, P predictor width, N patches, p patch size.
 """
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .config import UPSTREAM_PRESETS, Config
-from .method import CIJEPA, Predictor, VisionTransformer, depth_key, depth_weights
-from .method.encoder import sincos_table
+from ..config import UPSTREAM_PRESETS, Config
+from ..method import CIJEPA, Predictor, VisionTransformer, depth_key, depth_weights
+from ..method.encoder import sincos_table
+from .rundir import Checkpoint
 
 # [IJ] vision_transformer.py: width -> (heads, mlp_ratio) of vit_tiny .. vit_giant.
 HEADS = {192: (3, 4.0), 384: (6, 4.0), 768: (12, 4.0), 1024: (16, 4.0), 1280: (16, 4.0), 1408: (16, 48 / 11)}
@@ -34,7 +36,11 @@ def is_official(obj) -> bool:
 
 def read_official(path: str | Path) -> dict:
     """An official file as a dict of state dicts, weights_only and memory-mapped (a ViT-H/14 is ~2.5 GB per model)."""
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable torch checkpoint ({first})") from None
 
 
 def _plain(state: dict, name: str) -> dict[str, torch.Tensor]:
@@ -49,25 +55,25 @@ def _shape_error(name: str, key: str, shape, why: str) -> ValueError:
                       "pass the shape by hand, e.g. from_ijepa(path, num_heads=...)")
 
 
-def infer_config(encoder: dict, predictor: dict | None, **overrides) -> Config:
+def infer_config(encoder: dict, predictor: dict | None, name: str = "encoder", /, **overrides) -> Config:
     """The upstream-preset Config whose shapes are those of the state dicts (overrides win).
 
     Args:
-        encoder: an encoder state dict without prefix; predictor: the predictor's, or None.
+        encoder: an encoder state dict without prefix (`name` in the file); predictor: the predictor's, or None.
         overrides: Config fields the shapes cannot say (num_heads outside upstream's table, img_size, ...).
     """
     for key in ("patch_embed.proj.weight", "pos_embed"):
         if key not in encoder:
-            raise ValueError(f"official checkpoint: encoder has no '{key}'; not an I-JEPA ViT encoder")
+            raise ValueError(f"official checkpoint: {name} has no '{key}'; not an I-JEPA ViT encoder")
     width, chans, patch, _ = encoder["patch_embed.proj.weight"].shape  # (D, C, p, p)
     n = encoder["pos_embed"].shape[-2]  # (1, N, D)
     grid = round(n ** 0.5)
     if grid * grid != n:
-        raise _shape_error("encoder", "pos_embed", encoder["pos_embed"].shape, "not a square grid of patches")
+        raise _shape_error(name, "pos_embed", encoder["pos_embed"].shape, "not a square grid of patches")
     depth = 1 + max(int(k.split(".")[1]) for k in encoder if k.startswith("blocks."))
     heads, mlp = HEADS.get(width, (None, encoder["blocks.0.mlp.fc1.weight"].shape[0] / width))
     if heads is None and "num_heads" not in overrides:
-        raise _shape_error("encoder", "patch_embed.proj.weight", (width, chans, patch, patch),
+        raise _shape_error(name, "patch_embed.proj.weight", (width, chans, patch, patch),
                            f"width {width} is no upstream model's ({', '.join(map(str, HEADS))})")
     found = dict(img_size=grid * patch, patch_size=patch, in_chans=chans, embed_dim=width, depth=depth,
                  num_heads=heads, mlp_ratio=mlp, final_norm="norm.weight" in encoder)
@@ -121,7 +127,8 @@ def from_ijepa(checkpoint: str | Path | dict, **shape_overrides) -> CIJEPA:
     student = models.get("encoder", models.get("target_encoder"))
     teacher = models.get("target_encoder", student)
     predictor = models.get("predictor")
-    cfg = infer_config(teacher, predictor, **shape_overrides)
+    cfg = infer_config(teacher, predictor, "target_encoder" if "target_encoder" in models else "encoder",
+                       **shape_overrides)
     with torch.device("meta"):
         model = CIJEPA(cfg)
     if predictor is None:
@@ -157,7 +164,7 @@ def _rebuild_tables(model: CIJEPA) -> None:
     """The non-persistent buffers that `to_empty` left unset: position tables and the row weights."""
     for m in model.modules():
         if isinstance(m, VisionTransformer):
-            m.rope.copy_(m._table((m.grid, m.grid)))
+            m.rope.copy_(m.position_table((m.grid, m.grid)))
         elif isinstance(m, Predictor):
             m.rope.copy_(sincos_table(model.cfg.grid, model.cfg.pred_dim))  # the upstream preset's sin-cos
     cfg = model.cfg
@@ -168,3 +175,37 @@ def _check_positions(table: torch.Tensor, dim: int, grid: int, name: str) -> Non
     """Upstream's fixed positions must be the 2-D sin-cos table the kit computes (they are never trained)."""
     if not torch.allclose(table.reshape(-1, dim).float(), sincos_table(grid, dim), atol=1e-5):
         raise ValueError(f"official checkpoint: {name} is not the fixed 2-D sin-cos table of a {grid}x{grid} grid")
+
+
+def to_ijepa(model: CIJEPA, prefix: str = "module.") -> dict:
+    """The official file layout of a CIJEPA in the upstream configuration (D = {d_last}): for tests and demos.
+
+    Args:
+        prefix: prepended to every key ("module." as DDP writes it, or "").
+    """
+    cfg = model.cfg
+
+    def encoder(m: VisionTransformer) -> dict:
+        state = {"pos_embed": sincos_table(cfg.grid, cfg.embed_dim)[None], **m.state_dict()}  # (1, N, D)
+        return {prefix + k: v.detach().clone() for k, v in state.items()}
+
+    back = {new: old for old, new in _PREDICTOR.items()}
+    out = {"encoder": encoder(model.student), "target_encoder": encoder(model.teacher), "epoch": 0}
+    if model.predictors:
+        pred = model.predictors[depth_key(cfg.depth - 1)].state_dict()
+        state = {"predictor_pos_embed": sincos_table(cfg.grid, cfg.pred_dim)[None]}  # (1, N, P)
+        for key, value in pred.items():
+            new = next(n for n in back if key.startswith(n))
+            state[back[new] + key[len(new):]] = value.detach().clone()
+        out["predictor"] = {prefix + k: v for k, v in state.items()}
+    return out
+
+
+def official_encoders(path: str | Path) -> tuple[dict[str, torch.nn.Module], Checkpoint]:
+    """`load_encoders` for an official file: its teacher (target_encoder) and student, and a Checkpoint describing it."""
+    ckpt = read_official(path)
+    model = from_ijepa(ckpt)
+    epoch = ckpt.get("epoch") if isinstance(ckpt.get("epoch"), (int, float)) else None
+    info = Checkpoint(step=0, config=model.cfg, student={}, teacher={}, predictors={}, optimizer={},
+                      meta={"epoch": epoch, "official": True}, path=Path(path))
+    return {"teacher": model.teacher, "student": model.student}, info
