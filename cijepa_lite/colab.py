@@ -263,6 +263,14 @@ def local_run(name: str, smoke: bool, data_dir: Path) -> Path:
     return run.path
 
 
+def official_checkpoint(path: str, smoke: bool) -> Path | None:
+    """The inspect notebook's official I-JEPA file: `path` (None if empty), or in smoke mode a small one built here."""
+    from .engine.official import write_small_official
+    if smoke:
+        return write_small_official(workdir() / "official" / "ijepa-small.pth.tar")
+    return Path(path).expanduser() if path else None
+
+
 def user_images(folder: str, smoke: bool) -> Path:
     """The inspect notebook's own image set: `folder` (e.g. on Google Drive), else an upload in Colab.
 

@@ -201,6 +201,19 @@ def to_ijepa(model: CIJEPA, prefix: str = "module.") -> dict:
     return out
 
 
+# vit_tiny's width (192 -> 3 heads by upstream's table), 2 blocks, 32 px at patch 8 (a 4 x 4 grid), 1-block predictor.
+SMALL = dict(img_size=32, patch_size=8, embed_dim=192, num_heads=3, depth=2, pred_dim=48, pred_depth=1,
+             pred_num_heads=3, precision="fp32")
+
+
+def write_small_official(path: str | Path, seed: int = 0) -> Path:
+    """A small randomly initialised model saved in the official layout (SMALL): for smoke runs and tests."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(to_ijepa(CIJEPA(replace(UPSTREAM_PRESETS["ijepa"], seed=seed, **SMALL))), path)
+    return path
+
+
 def official_encoders(path: str | Path) -> tuple[dict[str, torch.nn.Module], Checkpoint]:
     """`load_encoders` for an official file: its teacher (target_encoder) and student, and a Checkpoint describing it."""
     ckpt = read_official(path)

@@ -10,19 +10,14 @@ from cijepa_lite import from_ijepa
 from cijepa_lite.cli import main
 from cijepa_lite.config import get_config
 from cijepa_lite.data.screens import write_examples
-from cijepa_lite.engine.official import to_ijepa
+from cijepa_lite.engine.official import SMALL, to_ijepa, write_small_official
 from cijepa_lite.method import CIJEPA
 
 matplotlib.use("Agg")
 
-# vit_tiny's width (192 -> 3 heads by upstream's table), 2 blocks, 32 px at patch 8: a 4 x 4 grid.
-SMALL = dict(img_size=32, patch_size=8, embed_dim=192, num_heads=3, depth=2, pred_dim=48, pred_depth=1,
-             pred_num_heads=3, precision="fp32", seed=3)
-
-
 @pytest.fixture(scope="module")
 def model():
-    return CIJEPA(get_config("ijepa", **SMALL))
+    return CIJEPA(get_config("ijepa", **SMALL, seed=3))
 
 
 def same_weights(a, b) -> bool:
@@ -102,9 +97,9 @@ def test_a_shape_that_fits_no_upstream_model_is_one_line_naming_it(model):
 
 
 @pytest.fixture(scope="module")
-def official_file(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("official") / "jepa-latest.pth.tar"
-    torch.save(to_ijepa(model), path)
+def official_file(tmp_path_factory):
+    path = write_small_official(tmp_path_factory.mktemp("official") / "jepa-latest.pth.tar", seed=3)
+    assert from_ijepa(path).cfg.embed_dim == 192
     return path
 
 
