@@ -32,7 +32,7 @@ from .engine import load_encoders
 from .eval.results import DEFAULT_RESULTS_DIRS, comparable_row, load_results_from, load_writeup
 from .files import write_atomic, write_json
 from .method import VisionTransformer
-from .method.encoder import LayerNorm
+from .method.encoder import LayerNorm, sincos_table
 from .provenance import provenance
 from .release import REPOSITORY
 
@@ -48,12 +48,14 @@ _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}  
 
 def eva_kwargs(cfg: Config) -> dict:
     """Keyword arguments of `timm.models.eva.Eva` for the kit's encoder (norm_layer aside: timm's default
-    LayerNorm already has eps 1e-6). A plain JSON dict, written into encoder.json for users without the kit."""
+    LayerNorm already has eps 1e-6). A plain JSON dict, written into encoder.json for users without the kit.
+    Upstream's switches: sin-cos positions become Eva's absolute pos_embed (timm_encoder fills it), final_norm its norm."""
+    sincos = cfg.pos_embed == "sincos"
     return dict(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=0,
                 global_pool="", embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
                 mlp_ratio=cfg.mlp_ratio, qkv_bias=True, attn_type="rope", init_values=None, class_token=False,
-                use_abs_pos_emb=False, use_rot_pos_emb=True, rope_type="cat", rope_temperature=cfg.rope_base,
-                use_post_transformer_norm=False, use_fc_norm=False, dynamic_img_size=True)
+                use_abs_pos_emb=sincos, use_rot_pos_emb=not sincos, rope_type="cat", rope_temperature=cfg.rope_base,
+                use_post_transformer_norm=cfg.final_norm, use_fc_norm=False, dynamic_img_size=True)
 
 
 def export_encoder(run_dir: str | Path, out: str | Path, which: str = "teacher",
@@ -208,6 +210,8 @@ def timm_encoder(path: str | Path) -> nn.Module:
     if meta.get("timm_eva_kwargs") != eva_kwargs(cfg):
         raise ValueError(f"{folder / CONFIG_FILE}: field timm_eva_kwargs does not match field config")
     eva = Eva(**eva_kwargs(cfg), norm_layer=LayerNorm)
+    if cfg.pos_embed == "sincos":  # the kit's fixed table is a buffer, not saved: Eva holds it as its pos_embed
+        state["pos_embed"] = sincos_table(cfg.grid, cfg.embed_dim)[None]  # (1, N, D)
     eva.load_state_dict(state)
     return eva.eval()
 

@@ -57,53 +57,63 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return images.float().div(255).sub(mean).div(std)
 
 
+class UpstreamRun:
+    """Upstream's own model, MaskCollator, AdamW, schedules and momentum generator for a setup (keys of SETUP)."""
+
+    def __init__(self, path: Path, s: dict):
+        helper, vit, MaskCollator, self.apply_masks, self.repeat_interleave_batch = upstream(path)
+        torch.manual_seed(s["seed"])
+        vit.vit_parity = partial(vit.VisionTransformer, embed_dim=s["embed_dim"], depth=s["depth"],
+                                 num_heads=s["num_heads"], mlp_ratio=4, qkv_bias=True,
+                                 norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
+        self.encoder, self.predictor = helper.init_model(
+            device=torch.device("cpu"), patch_size=s["patch_size"], model_name="vit_parity", crop_size=s["crop_size"],
+            pred_depth=s["pred_depth"], pred_emb_dim=s["pred_emb_dim"])
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.collator = MaskCollator(input_size=s["crop_size"], patch_size=s["patch_size"], **s["mask"])
+        self.optimizer, _, self.scheduler, self.wd_scheduler = helper.init_opt(
+            encoder=self.encoder, predictor=self.predictor, wd=s["wd"], final_wd=s["final_wd"], start_lr=s["start_lr"],
+            ref_lr=s["lr"], final_lr=s["final_lr"], iterations_per_epoch=s["ipe"], warmup=s["warmup"],
+            num_epochs=s["epochs"], ipe_scale=s["ipe_scale"], use_bfloat16=False)
+        span, ema = s["ipe"] * s["epochs"] * s["ipe_scale"], s["ema"]
+        self.momentum = (ema[0] + i * (ema[1] - ema[0]) / span for i in range(int(span) + 1))  # [IJ] train.py
+
+    def step(self, images: torch.Tensor) -> dict:
+        """Collate `images` (normalised floats) with upstream's masks and run src/train.py's train_step on them."""
+        (imgs,), masks_enc, masks_pred = self.collator([(im,) for im in images])
+        lr, wd = self.scheduler.step(), self.wd_scheduler.step()
+        with torch.no_grad():  # the target: the teacher's last (normed) state, layer-normed, on the target blocks
+            h = self.target_encoder(imgs)
+            h = F.layer_norm(h, (h.size(-1),))
+            h = self.repeat_interleave_batch(self.apply_masks(h, masks_pred), len(h), repeat=len(masks_enc))
+        loss = F.smooth_l1_loss(self.predictor(self.encoder(imgs, masks_enc), masks_enc, masks_pred), h)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        with torch.no_grad():
+            m = next(self.momentum)
+            for param_q, param_k in zip(self.encoder.parameters(), self.target_encoder.parameters()):
+                param_k.data.mul_(m).add_((1.0 - m) * param_q.detach().data)
+        return dict(loss=loss.item(), lr=lr, wd=wd, momentum=m, context=masks_enc[0], targets=torch.stack(masks_pred, 1))
+
+
 def record(path: Path, out: Path) -> None:
-    helper, vit, MaskCollator, apply_masks, repeat_interleave_batch = upstream(path)
     s = SETUP
-    torch.manual_seed(s["seed"])
-    vit.vit_parity = partial(vit.VisionTransformer, embed_dim=s["embed_dim"], depth=s["depth"], num_heads=s["num_heads"],
-                             mlp_ratio=4, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
-    encoder, predictor = helper.init_model(device=torch.device("cpu"), patch_size=s["patch_size"], model_name="vit_parity",
-                                           crop_size=s["crop_size"], pred_depth=s["pred_depth"],
-                                           pred_emb_dim=s["pred_emb_dim"])
-    target_encoder = copy.deepcopy(encoder)
-    for p in target_encoder.parameters():
-        p.requires_grad = False
+    run = UpstreamRun(path, s)
+    encoder, predictor, target_encoder = run.encoder, run.predictor, run.target_encoder
     tensors = {f"init.{name}.{k}": v.clone() for name, m in (("encoder", encoder), ("predictor", predictor))
                for k, v in m.state_dict().items()}
-    collator = MaskCollator(input_size=s["crop_size"], patch_size=s["patch_size"], **s["mask"])
-    optimizer, _, scheduler, wd_scheduler = helper.init_opt(
-        encoder=encoder, predictor=predictor, wd=s["wd"], final_wd=s["final_wd"], start_lr=s["start_lr"],
-        ref_lr=s["lr"], final_lr=s["final_lr"], iterations_per_epoch=s["ipe"], warmup=s["warmup"],
-        num_epochs=s["epochs"], ipe_scale=s["ipe_scale"], use_bfloat16=False)
-    ema, total = s["ema"], s["ipe"] * s["epochs"]
-    momentum = (ema[0] + i * (ema[1] - ema[0]) / (s["ipe"] * s["epochs"] * s["ipe_scale"])  # [IJ] train.py
-                for i in range(int(s["ipe"] * s["epochs"] * s["ipe_scale"]) + 1))
     images_gen = torch.Generator().manual_seed(s["seed"])
     steps = []
-    for step in range(total):
+    for step in range(s["ipe"] * s["epochs"]):
         uint8 = torch.randint(0, 256, (s["batch_size"], 3, s["crop_size"], s["crop_size"]), generator=images_gen,
                               dtype=torch.uint8)
-        (imgs,), masks_enc, masks_pred = collator([(im,) for im in normalize(uint8)])
-        lr, wd = scheduler.step(), wd_scheduler.step()
-        with torch.no_grad():  # the target: the teacher's last (normed) state, layer-normed, on the target blocks
-            h = target_encoder(imgs)
-            h = F.layer_norm(h, (h.size(-1),))
-            h = repeat_interleave_batch(apply_masks(h, masks_pred), len(h), repeat=len(masks_enc))
-        z = predictor(encoder(imgs, masks_enc), masks_enc, masks_pred)
-        loss = F.smooth_l1_loss(z, h)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        with torch.no_grad():
-            m = next(momentum)
-            for param_q, param_k in zip(encoder.parameters(), target_encoder.parameters()):
-                param_k.data.mul_(m).add_((1.0 - m) * param_q.detach().data)
+        got = run.step(normalize(uint8))
         tensors[f"step{step:02d}.images"] = uint8
-        tensors[f"step{step:02d}.context"] = masks_enc[0]  # (B, N_ctx)
-        tensors[f"step{step:02d}.targets"] = torch.stack(masks_pred, 1)  # (B, M, N_tgt)
-        steps.append(dict(loss=loss.item(), lr=lr, wd=wd, momentum=m))
-        print(f"step {step}: loss {loss.item():.6f} lr {lr:.3e} wd {wd:.4f} m {m:.4f}")
+        tensors[f"step{step:02d}.context"] = got.pop("context")  # (B, N_ctx)
+        tensors[f"step{step:02d}.targets"] = got.pop("targets")  # (B, M, N_tgt)
+        steps.append(got)
+        print(f"step {step}: loss {got['loss']:.6f} lr {got['lr']:.3e} wd {got['wd']:.4f} m {got['momentum']:.4f}")
     for name, m in (("encoder", encoder), ("predictor", predictor), ("target_encoder", target_encoder)):
         tensors.update({f"final.{name}.{k}": v.contiguous() for k, v in m.state_dict().items()})
     save_file({k: v.contiguous() for k, v in tensors.items()}, f"{out}.safetensors")

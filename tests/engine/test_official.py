@@ -118,3 +118,13 @@ def test_probe_takes_an_official_checkpoint_file(official_file, tmp_path, capsys
     assert "ijepa-official step 0, logreg probe" in capsys.readouterr().out
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
     assert record["run_id"] == "ijepa-official" and 10 < record["top1"] <= 100
+
+
+def test_export_takes_an_official_checkpoint_file_and_timm_reads_it(official_file, tmp_path):
+    from cijepa_lite.export import export_encoder, load_encoder, timm_encoder
+
+    out = export_encoder(official_file, tmp_path / "export")
+    images = torch.randn(2, 3, 32, 32)
+    want = from_ijepa(official_file).teacher(images)[-1]  # (B, N, D), after the final LayerNorm
+    torch.testing.assert_close(load_encoder(out)(images)[-1], want, rtol=0, atol=0)
+    torch.testing.assert_close(timm_encoder(out).forward_features(images), want, rtol=1e-5, atol=1e-5)
