@@ -1,7 +1,7 @@
 """The kit's I-JEPA step equals facebookresearch/ijepa's, step for step (docs/parity/record_ijepa.py recorded it).
 
-The fixture holds upstream's initial weights, 12 steps of images and MaskCollator masks, upstream's
-per-step loss, lr, weight decay and momentum, and its final encoder, predictor and target encoder.
+The fixture holds upstream's initial weights and first-step gradients, 12 steps of images and MaskCollator
+masks, upstream's per-step loss, lr, weight decay and momentum, and its final encoder, predictor and target.
 The replay loads the initial weights with `from_ijepa`, sets the fixture's schedule on the "ijepa"
 preset's switches and runs the kit's own `Engine.step` (its AdamW groups, schedules, loss, EMA) on
 the recorded images and masks.
@@ -12,7 +12,9 @@ dimensions first), so results agree to rounding, not bitwise. Measured (torch 2.
 losses within 1.7e-7 relative, final weights within 4.8e-7 absolute (the teacher's), while the run
 moves weights by up to 7.9e-3. Allowed: 2e-6 relative on every loss and 1e-5 absolute on every
 weight, ~10-20x the rounding seen and ~1000x below what one wrong lr, wd, momentum or loss changes
-(the negative controls below flip one switch each and must fail the same comparison).
+(the negative controls below flip one switch each and must fail the same comparison). The first step's
+gradients (recorded by upstream before its AdamW step) agree within 7.4e-7 of each tensor's largest entry;
+allowed: 1e-5.
 """
 import json
 from dataclasses import replace
@@ -27,7 +29,7 @@ from cijepa_lite.engine.engine import Engine
 from cijepa_lite.engine.official import encoder_to_kit, from_ijepa, predictor_to_kit
 
 FIXTURE = Path(__file__).resolve().parents[1] / "docs" / "parity" / "ijepa_steps"
-LOSS_RTOL, WEIGHT_ATOL = 2e-6, 1e-5
+LOSS_RTOL, WEIGHT_ATOL, GRAD_RTOL = 2e-6, 1e-5, 1e-5
 
 
 def fixture():
@@ -117,3 +119,20 @@ def test_kit_schedules_give_upstream_lr_wd_and_momentum():
 def test_negative_control_one_switch_off_upstream_fails(flip):
     """One switch back at the kit's default: the same comparison must find a difference."""
     assert mismatches(*replay(**flip)) != []
+
+
+def test_same_batch_gives_upstreams_loss_and_gradients():
+    """The issue's check on one batch: from_ijepa's model, upstream's collator masks -> upstream's loss and grads."""
+    from cijepa_lite.data.sources import normalize
+
+    tensors, meta, part = fixture()
+    model = from_ijepa({m: part(f"init.{m}.") for m in ("encoder", "predictor")}, num_heads=meta["setup"]["num_heads"])
+    loss, _ = model(normalize(tensors["step00.images"]), tensors["step00.context"], tensors["step00.targets"], [0])
+    assert loss.item() == pytest.approx(meta["steps"][0]["loss"], rel=LOSS_RTOL)
+    loss.backward()
+    for module, state in [(model.student, encoder_to_kit(part("grad.encoder."))),
+                          (model.predictors["d2"], predictor_to_kit(part("grad.predictor.")))]:
+        grads = {k: p.grad for k, p in module.named_parameters()}
+        assert grads.keys() == state.keys()
+        for k, g in state.items():  # relative to each tensor's largest entry: gradients span orders of magnitude
+            assert (grads[k] - g).abs().max() <= GRAD_RTOL * g.abs().max(), k

@@ -9,8 +9,8 @@ build AdamW and both schedules (`init_opt`), and the step below repeats src/trai
 arithmetic with upstream's helpers (`apply_masks`, `repeat_interleave_batch`, the momentum
 generator's formula, the EMA loop): fp32, CPU, one process (its AllReduce is the identity there).
 
-Writes <out>.safetensors (initial and final weights with upstream's key names, every step's uint8
-images and masks) and <out>.json (the model and schedule, per-step loss, lr, weight decay, momentum).
+Writes <out>.safetensors (initial and final weights with upstream's key names, the first step's
+gradients, every step's uint8 images and masks) and <out>.json (the model and schedule, per-step loss, lr, weight decay, momentum).
 tests/test_parity.py replays it through the kit's Engine.step with the "ijepa" preset's switches.
 """
 from __future__ import annotations
@@ -78,7 +78,7 @@ class UpstreamRun:
         span, ema = s["ipe"] * s["epochs"] * s["ipe_scale"], s["ema"]
         self.momentum = (ema[0] + i * (ema[1] - ema[0]) / span for i in range(int(span) + 1))  # [IJ] train.py
 
-    def step(self, images: torch.Tensor) -> dict:
+    def step(self, images: torch.Tensor, keep_grads: bool = False) -> dict:
         """Collate `images` (normalised floats) with upstream's masks and run src/train.py's train_step on them."""
         (imgs,), masks_enc, masks_pred = self.collator([(im,) for im in images])
         lr, wd = self.scheduler.step(), self.wd_scheduler.step()
@@ -88,6 +88,9 @@ class UpstreamRun:
             h = self.repeat_interleave_batch(self.apply_masks(h, masks_pred), len(h), repeat=len(masks_enc))
         loss = F.smooth_l1_loss(self.predictor(self.encoder(imgs, masks_enc), masks_enc, masks_pred), h)
         loss.backward()
+        if keep_grads:  # what this step's AdamW is given, by upstream's key names
+            self.grads = {f"{name}.{k}": p.grad.clone() for name, m in (("encoder", self.encoder),
+                          ("predictor", self.predictor)) for k, p in m.named_parameters() if p.grad is not None}
         self.optimizer.step()
         self.optimizer.zero_grad()
         with torch.no_grad():
@@ -108,7 +111,9 @@ def record(path: Path, out: Path) -> None:
     for step in range(s["ipe"] * s["epochs"]):
         uint8 = torch.randint(0, 256, (s["batch_size"], 3, s["crop_size"], s["crop_size"]), generator=images_gen,
                               dtype=torch.uint8)
-        got = run.step(normalize(uint8))
+        got = run.step(normalize(uint8), keep_grads=step == 0)
+        if step == 0:  # the first step's gradients: the kit's model must get the same from the same batch
+            tensors.update({f"grad.{k}": v for k, v in run.grads.items()})
         tensors[f"step{step:02d}.images"] = uint8
         tensors[f"step{step:02d}.context"] = got.pop("context")  # (B, N_ctx)
         tensors[f"step{step:02d}.targets"] = got.pop("targets")  # (B, M, N_tgt)
