@@ -53,17 +53,22 @@ class Recorded:
         return context, targets  # (B, N_ctx), (B, M, N_tgt)
 
 
-def replay(**flip):
-    """Upstream's run through the kit's Engine.step; returns (per-step losses, the engine, the fixture)."""
-    tensors, meta, part = fixture()
-    s = meta["setup"]
-    model = from_ijepa({m: part(f"init.{m}.") for m in ("encoder", "predictor")}, num_heads=s["num_heads"])
+def kit_config(model_cfg, s: dict, **flip):
+    """The from_ijepa model's config with the fixture's schedule (and `flip`'s switches) on top."""
     schedule = dict(batch_size=s["batch_size"], base_batch=s["batch_size"], base_lr=s["lr"],
                     warmup_start_factor=s["start_lr"] / s["lr"], final_lr=s["final_lr"], epochs=s["epochs"],
                     warmup_fraction=s["warmup"] / s["epochs"], weight_decay=s["wd"], final_weight_decay=s["final_wd"],
                     ipe_scale=s["ipe_scale"], ema_start=s["ema"][0], ema_end=s["ema"][1], precision="fp32",
                     micro_batch_size=s["batch_size"])
-    cfg = replace(model.cfg, **{**schedule, **flip})
+    return replace(model_cfg, **{**schedule, **flip})
+
+
+def replay(**flip):
+    """Upstream's run through the kit's Engine.step; returns (per-step losses, the engine, the fixture)."""
+    tensors, meta, part = fixture()
+    s = meta["setup"]
+    model = from_ijepa({m: part(f"init.{m}.") for m in ("encoder", "predictor")}, num_heads=s["num_heads"])
+    cfg = kit_config(model.cfg, s, **flip)
     engine = Engine(cfg, Dist(0, 1, torch.device("cpu")), total_steps=s["ipe"] * s["epochs"])
     engine.model.load_state_dict(model.state_dict())
     engine.masks = Recorded(tensors)
@@ -103,15 +108,18 @@ def test_kit_step_equals_upstream_step_for_step(replayed):
 
 
 def test_kit_schedules_give_upstream_lr_wd_and_momentum():
+    from cijepa_lite.engine.official import infer_config
     from cijepa_lite.engine.optim import learning_rate, weight_decay
     from cijepa_lite.method import ema_momentum
 
-    _, engine, (_, meta, _) = replay()
-    cfg, total = engine.cfg, engine.total_steps
-    for i, s in enumerate(meta["steps"]):
-        assert learning_rate(cfg, i, total) == pytest.approx(s["lr"], rel=1e-12)
-        assert weight_decay(cfg, i, total) == pytest.approx(s["wd"], rel=1e-12)
-        assert ema_momentum(cfg, i, total) == pytest.approx(s["momentum"], rel=1e-12)
+    _, meta, part = fixture()
+    s = meta["setup"]
+    cfg = kit_config(infer_config(part("init.encoder."), part("init.predictor."), num_heads=s["num_heads"]), s)
+    total = s["ipe"] * s["epochs"]
+    for i, step in enumerate(meta["steps"]):
+        assert learning_rate(cfg, i, total) == pytest.approx(step["lr"], rel=1e-12)
+        assert weight_decay(cfg, i, total) == pytest.approx(step["wd"], rel=1e-12)
+        assert ema_momentum(cfg, i, total) == pytest.approx(step["momentum"], rel=1e-12)
 
 
 @pytest.mark.parametrize("flip", [dict(loss="mse"), dict(ipe_scale=None), dict(pos_embed="rope")],
