@@ -88,3 +88,17 @@ def test_config_is_frozen_and_with_supervision_copies_only_supervision():
     assert base.collected_depths == (cfg.depth - 1,) and base.intermediate_rows == 0
     assert base.last_to_last_weight == 1.0 and base.embed_dim == cfg.embed_dim and base.epochs == cfg.epochs
     assert set(SUPERVISION) == set(TABLE_IDS)
+
+
+def test_upstream_switches_default_to_the_kit_and_the_ijepa_preset_sets_them_all():
+    kit, up = get_config("L200"), get_config("ijepa")
+    assert (kit.pos_embed, kit.final_norm, kit.loss, kit.final_weight_decay, kit.ipe_scale) == \
+        ("rope", False, "mse", None, None)
+    assert (up.pos_embed, up.final_norm, up.loss, up.weight_decay, up.final_weight_decay, up.ipe_scale) == \
+        ("sincos", True, "smooth_l1", 0.04, 0.4, 1.0)
+    assert up.peak_lr == 1e-3 and up.warmup_start_factor * up.peak_lr == pytest.approx(2e-4)  # upstream lr, start_lr
+    assert (up.epochs, up.batch_size, up.warmup_fraction * up.epochs) == (300, 2048, pytest.approx(40))
+    assert up.collected_depths == (11,) and up.intermediate_rows == 0 and up.run_id == "ijepa"
+    with pytest.raises(ValueError, match=r"config loss='l1': must be one of \('mse', 'smooth_l1'\)"):
+        get_config("ijepa", loss="l1")
+    assert parse_overrides(["ipe_scale=none", "pos_embed=sincos"]) == {"ipe_scale": None, "pos_embed": "sincos"}

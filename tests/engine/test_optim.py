@@ -36,3 +36,15 @@ def test_weight_decay_skips_biases_and_1d_parameters_and_the_frozen_teacher():
     assert all(n.endswith(".bias") or "norm" in n for n in exempt)
     assert "student.blocks.0.attn.qkv.weight" in decayed and "student.blocks.0.norm1.weight" in exempt
     assert "predictors.d5.mask_token" in decayed  # (1, 1, P): not 1-D, decayed as in I-JEPA's groups
+
+
+def test_weight_decay_is_constant_by_default_and_a_cosine_to_final_weight_decay_when_set():
+    from cijepa_lite.engine.optim import weight_decay
+
+    cfg = get_config("tiny")
+    assert {weight_decay(cfg, s, 100) for s in range(100)} == {cfg.weight_decay}
+    cos = get_config("tiny", weight_decay=0.04, final_weight_decay=0.4)
+    wds = [weight_decay(cos, s, 100) for s in range(100)]
+    assert wds[0] == pytest.approx(0.04) and wds[-1] == pytest.approx(0.4) and wds == sorted(wds)
+    up = get_config("tiny", weight_decay=0.04, final_weight_decay=0.4, ipe_scale=1.25)  # stepped before the step
+    assert weight_decay(up, 0, 100) > 0.04 and weight_decay(up, 99, 100) < 0.4
