@@ -37,9 +37,14 @@ def is_official(obj) -> bool:
 def read_official(path: str | Path) -> dict:
     """An official file as a dict of state dicts, weights_only and memory-mapped (a ViT-H/14 is ~2.5 GB per model)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # a legacy (pre-zipfile) save cannot be memory-mapped: read it whole
+            if "mmap" not in str(e):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]  # torch's first sentence
         raise ValueError(f"{path}: not a readable torch checkpoint ({first})") from None
 
 

@@ -53,6 +53,9 @@ def test_from_ijepa_reads_a_file_weights_only_and_memory_mapped(model, tmp_path)
     torch.save(to_ijepa(model), path)
     back = from_ijepa(path)
     assert same_weights(back.teacher, model.teacher) and same_weights(back.predictors, model.predictors)
+    legacy = tmp_path / "legacy.pth.tar"  # a pre-zipfile save cannot be memory-mapped: it is read whole
+    torch.save(to_ijepa(model), legacy, _use_new_zipfile_serialization=False)
+    assert same_weights(from_ijepa(legacy).teacher, model.teacher)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable torch checkpoint") as e:
         from_ijepa(path)
