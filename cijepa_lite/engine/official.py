@@ -67,9 +67,11 @@ def infer_config(encoder: dict, predictor: dict | None, name: str = "encoder", /
         encoder: an encoder state dict without prefix (`name` in the file); predictor: the predictor's, or None.
         overrides: Config fields the shapes cannot say (num_heads outside upstream's table, img_size, ...).
     """
-    for key in ("patch_embed.proj.weight", "pos_embed"):
-        if key not in encoder:
-            raise ValueError(f"official checkpoint: {name} has no '{key}'; not an I-JEPA ViT encoder")
+    needed = [(name, encoder, k) for k in ("patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight")]
+    needed += [("predictor", predictor, "predictor_embed.weight")] if predictor is not None else []
+    for part, state, key in needed:
+        if key not in state:
+            raise ValueError(f"official checkpoint: {part} has no '{key}'; not an I-JEPA ViT {part}")
     width, chans, patch, _ = encoder["patch_embed.proj.weight"].shape  # (D, C, p, p)
     n = encoder["pos_embed"].shape[-2]  # (1, N, D)
     grid = round(n ** 0.5)
@@ -122,7 +124,8 @@ def from_ijepa(checkpoint: str | Path | dict, **shape_overrides) -> CIJEPA:
             with only "target_encoder" or "encoder" loads without predictors.
         shape_overrides: Config fields the shapes cannot say (e.g. num_heads for a width outside upstream's table).
     Returns:
-        the model; model.cfg records what was inferred. The teacher is "target_encoder" (else "encoder").
+        the model; model.cfg records what was inferred. The teacher is "target_encoder" (else "encoder"); from a
+        file with one encoder, student and teacher share its (memory-mapped) storage: clone before training.
     """
     ckpt = read_official(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     if not is_official(ckpt):
