@@ -214,8 +214,10 @@ SMALL = dict(img_size=32, patch_size=8, embed_dim=192, num_heads=3, depth=2, pre
              pred_num_heads=3, precision="fp32")
 
 
-def write_small_official(path: str | Path, seed: int = 0) -> Path:
-    """A small randomly initialised model saved in the official layout (SMALL): for smoke runs and tests."""
+def write_small_official(path: str | Path, seed: int = 1) -> Path:
+    """A small randomly initialised model saved in the official layout (SMALL): for smoke runs and tests.
+
+    Seed 1: the file loads with the preset's seed 0, so inspect's random-init reference is another model."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(to_ijepa(CIJEPA(replace(UPSTREAM_PRESETS["ijepa"], seed=seed, **SMALL))), path)
