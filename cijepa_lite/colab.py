@@ -165,13 +165,13 @@ def tensorboard(run_dir: str | Path) -> None:
 
 
 def picker(cfg: Config):
-    """The alpha/beta picker on `cfg`'s supervision, or None in a headless run (smoke mode outside Colab),
-    which shows the weight matrix as a still figure instead and opens no widget (nothing can wait on a frontend)."""
+    """The alpha/beta picker on `cfg`'s supervision, or None in a headless run (smoke mode outside Colab, unless
+    CIJEPA_WIDGETS=1 says a browser shows it), which shows the weight matrix as a still figure instead."""
     from IPython.display import display
 
     from .picker import AlphaBetaPicker, weights_figure
 
-    if smoke_mode() and not in_colab():
+    if smoke_mode() and not in_colab() and os.environ.get("CIJEPA_WIDGETS") != "1":
         show(weights_figure(cfg), workdir() / "figures" / f"weights-{cfg.run_id}.png")
         return None
     chooser = AlphaBetaPicker(cfg)
