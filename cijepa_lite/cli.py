@@ -11,7 +11,7 @@ from pathlib import Path
 from . import commands
 from .config import PRESETS, UPSTREAM_PRESETS
 from .data.cache import DEFAULT_SHORT_SIDE
-from .data.imagenet100 import HUB_REPO, HUB_REVISION
+from .data.imagenet100 import HUB_REPO
 from .data.sources import DEFAULT_DATA_DIR
 from .eval.results import DEFAULT_RESULTS_DIRS, OWN_RESULTS_DIR
 
@@ -24,19 +24,24 @@ COMPUTE_COMMANDS = {"pretrain", "demo", "probe", "inspect"}  # they pick torch's
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `data` command's options to `parser`."""
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--hub", action="store_true", help=f"download {HUB_REPO} (parquet) and prepare the cache")
+    what.add_argument("--hub", nargs="?", const=HUB_REPO, default=None, metavar="OWNER/NAME",
+                      help=f"download a Hub image dataset's parquet shards (default {HUB_REPO}) and prepare the cache")
     what.add_argument("--parquet-dir", type=Path, help="local parquet shards in the Hub layout")
     what.add_argument("--image-folder", type=Path, help="folder with train/ and val/, one sub-folder per class")
     what.add_argument("--bench", action="store_true", help="measure raw parquet vs cache images/s per core")
     parser.add_argument("--out", type=Path, default=None, help=f"cache folder (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--mirror", type=Path, default=None, help="persistent copy, e.g. a Google Drive folder")
-    parser.add_argument("--revision", default=HUB_REVISION, help="Hub commit to download (default: pinned)")
+    parser.add_argument("--revision", default=None, help=f"Hub commit or branch to download (default: {HUB_REPO}'s "
+                        "pinned commit; other datasets: main, else refs/convert/parquet; the commit is recorded)")
     parser.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or saved login)")
     parser.add_argument("--download-dir", type=Path, default=None, help="where --hub puts the shards")
     parser.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, help="cache images' short side")
     parser.add_argument("--workers", type=int, default=None, help="preparation processes (default: cores, <= 8)")
     parser.add_argument("--image-column", default="image", help="parquet column with the encoded images")
-    parser.add_argument("--label-column", default="label", help="parquet column with the labels")
+    parser.add_argument("--label-column", default=None, help="parquet column with the labels (default: 'label' "
+                        "if the shards have it, else unlabelled: pretrain and inspect, no probe)")
+    parser.add_argument("--split", default=None, metavar="train=NAME,val=NAME",
+                        help="the dataset's split names (default: train, and validation/val/valid)")
     parser.add_argument("--bench-images", type=int, default=300, help="synthetic images for --bench")
 
 

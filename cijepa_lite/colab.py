@@ -140,11 +140,11 @@ def smoke_config(cfg: Config, data_dir: Path) -> Config:
                               cfg.last_to_last_weight)
 
 
-def pretrain_run(picked: Config, smoke: bool, data_dir: Path, name: str = "") -> tuple[Config, Path]:
+def pretrain_run(picked: Config, smoke: bool, data_dir: Path, name: str = "", wandb: str = "") -> tuple[Config, Path]:
     """The config `train()` is asked for and the local run folder: the picked supervision (on the tiny model in
     smoke mode) with this session's paths. The folder is `name`, else named after the supervision actually trained
     (picker.run_name: a table row's id only when it is that row), "smoke-" first in smoke mode; Drive keeps the
-    mirror. Resuming follows
+    mirror; `wandb` ("PROJECT" or "ENTITY/PROJECT", "" = none) also logs to W&B. Resuming follows
     `train()`'s one policy (engine.rundir.resolve_config)."""
     from .engine.names import check_run_name, run_paths
     from .picker import run_name
@@ -152,18 +152,26 @@ def pretrain_run(picked: Config, smoke: bool, data_dir: Path, name: str = "") ->
     trained = smoke_config(picked, data_dir) if smoke else picked
     name = smoke_named(check_run_name(name) if name else run_name(trained), smoke)  # unsafe RUN_NAME: one line
     run, mirror = run_paths(name, workdir() / "runs", storage() / "runs")
-    cfg = replace(trained, run_id=name, mirror_dir=str(mirror), data_dir=None if smoke else str(data_dir))
+    cfg = replace(trained, run_id=name, mirror_dir=str(mirror), data_dir=None if smoke else str(data_dir),
+                  wandb=wandb.strip() or None)
     return cfg, run
 
 
+def tensorboard(run_dir: str | Path) -> None:
+    """TensorBoard inline on every run beside `run_dir` (engine/tracking.py); headless (nbval): the command."""
+    from .engine.tracking import show_tensorboard
+
+    show_tensorboard(Path(run_dir).parent, inline=in_colab() or not smoke_mode())
+
+
 def picker(cfg: Config):
-    """The alpha/beta picker on `cfg`'s supervision, or None in a headless run (smoke mode outside Colab),
-    which shows the weight matrix as a still figure instead and opens no widget (nothing can wait on a frontend)."""
+    """The alpha/beta picker on `cfg`'s supervision, or None in a headless run (smoke mode outside Colab, unless
+    CIJEPA_WIDGETS=1 says a browser shows it), which shows the weight matrix as a still figure instead."""
     from IPython.display import display
 
     from .picker import AlphaBetaPicker, weights_figure
 
-    if smoke_mode() and not in_colab():
+    if smoke_mode() and not in_colab() and os.environ.get("CIJEPA_WIDGETS") != "1":
         show(weights_figure(cfg), workdir() / "figures" / f"weights-{cfg.run_id}.png")
         return None
     chooser = AlphaBetaPicker(cfg)

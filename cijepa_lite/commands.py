@@ -185,6 +185,7 @@ def data_command(args: argparse.Namespace) -> int:
     """Run the `data` command; returns the exit status (1 with a one-line reason on bad input or no network)."""
     from .data.cache import read_meta
     from .data.hub import HubUnreachable
+    from .data.imagenet100 import HUB_REPO
     from .data.prepare import prepare_data
 
     if args.bench:
@@ -194,22 +195,28 @@ def data_command(args: argparse.Namespace) -> int:
         return 0
     source = "hub" if args.hub else (args.parquet_dir or args.image_folder)
     try:
+        splits = dict(part.partition("=")[::2] for part in args.split.split(",")) if args.split else None
+        if splits is not None and (set(splits) - {"train", "val"} or not all(splits.values())):
+            raise ValueError(f"--split {args.split}: give train=NAME and/or val=NAME, e.g. --split train=train,val=test")
         out = prepare_data(args.out, source, args.revision, args.token, args.download_dir, args.short_side,
-                           args.workers, args.mirror, args.image_column, args.label_column)
-    except (HubUnreachable, FileNotFoundError, FileExistsError, ValueError) as e:
+                           args.workers, args.mirror, args.image_column, args.label_column, args.hub or HUB_REPO,
+                           splits)
+    except (HubUnreachable, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"data: {e}", file=sys.stderr)
         return 1
     meta = read_meta(out)
     empty = [split for split, info in meta["splits"].items() if info["count"] == 0]
     if empty:
-        print(f"data: no images in the {' and '.join(empty)} split(s) of {source}: check the folder layout "
-              "(train/ and val/, one sub-folder per class)", file=sys.stderr)
+        how = ("name the dataset's splits: --split train=NAME,val=NAME" if args.hub else
+               "check the folder layout (train/ and val/, one sub-folder per class)")
+        print(f"data: no images in the {' and '.join(empty)} split(s) of {args.hub or source}: {how}", file=sys.stderr)
         return 1
     for split, info in meta["splits"].items():
-        print(f"{split}: {info['count']:,} images, {len(info['skipped'])} skipped, {len(meta['classes'])} classes")
+        print(f"{split}: {info['count']:,} images, {len(info['skipped'])} skipped, {len(meta['classes'])} classes"
+              + ("" if meta["classes"] else " (unlabelled: pretrain and inspect; probe needs labels)"))
         for bad in info["skipped"]:
             print(f"  skipped {bad['where']}: {bad['reason']}")
-    print(f"cache ready at {out}")
+    print(f"cache ready at {out}" + (f" ({meta['source']} at revision {meta['revision']})" if meta["revision"] else ""))
     return 0
 
 

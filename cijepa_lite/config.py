@@ -82,6 +82,7 @@ class Config:
     max_skipped_steps: int = 20  # consecutive non-finite losses tolerated before the run stops
     compile: bool = False  # torch.compile the student, teacher and predictors
     knn_every_epochs: float | None = None  # epochs between kNN readings of the teacher (metrics "knn_top1"); None = off
+    wandb: str | None = None  # W&B "PROJECT" or "ENTITY/PROJECT" to log to as well (TensorBoard always); None = no W&B
 
     def __post_init__(self):
         _validate(self)
@@ -114,10 +115,9 @@ class Config:
 
 
 _HINTS = typing.get_type_hints(Config)  # {field: type}, for validation and the command line's parsing
-
 # Fields that may differ between a checkpoint's config and the resuming run's config.
 RUNTIME_FIELDS = frozenset(["data_dir", "micro_batch_size", "num_workers", "log_every", "ckpt_minutes",
-                            "keep_checkpoints", "mirror_dir", "max_skipped_steps", "compile", "knn_every_epochs"])
+                            "keep_checkpoints", "mirror_dir", "max_skipped_steps", "compile", "knn_every_epochs", "wandb"])
 
 
 # Numeric fields and their allowed ranges (lo, hi), inclusive; None = unbounded on that side.

@@ -56,6 +56,8 @@ def evaluate_run(run_dir: str | Path, *, probe: str = "auto", encoder: str = "te
     last = cfg.depth - 1
     depths = tuple(range(cfg.depth)) if per_depth else (last,)
     train, val = (open_source(cfg.dataset, s, cfg.img_size, cfg.data_dir) for s in ("train", "val"))
+    if not train.classes:
+        raise ValueError(f"probe needs labels: dataset {cfg.dataset} is unlabelled (it pretrains and can be inspected)")
     workers = auto_workers(cfg.num_workers if num_workers is None else num_workers)
     kw = dict(depths=depths, device=device, num_workers=workers, progress=progress)
     if probe == "recipe":

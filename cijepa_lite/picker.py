@@ -5,6 +5,7 @@ Uses only the ipywidgets API that 7.7 (Colab's) and 8 share; the logic lives in 
 """
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import matplotlib.pyplot as plt
@@ -129,11 +130,15 @@ class AlphaBetaPicker:
         self.beta_unset = w.Checkbox(value=base.last_to_last_weight is None, description="beta unset (= alpha)")
         self.beta = w.FloatSlider(value=base.last_to_last_weight or 0.5, min=0.0, max=1.0, step=0.01,
                                   description="beta")
-        self.output, self.hint = w.Output(), w.Label()
+        # The figure as an Image widget's PNG, not an Output widget: classic Jupyter (widgetsnbextension 3.6) fails to
+        # build an Output model, which blanks the whole picker (tests/test_browser.py saw it), and a figure drawn into
+        # an Output before it is displayed lands outside the picker.
+        self.image, self.hint = w.Image(format="png", layout=w.Layout(max_width="560px")), w.Label()  # fits beside
         controls = [self.depths, self.rows, self.alpha_unset, self.alpha, self.beta_unset, self.beta]
         for c in controls:
             c.observe(lambda _change: self.redraw(), names="value")
-        self.widget = w.VBox([w.HBox([w.VBox(controls), self.output]), self.hint])
+        column = w.VBox(controls, layout=w.Layout(min_width="380px"))  # else the figure squeezes the slider readouts
+        self.widget = w.VBox([w.HBox([column, self.image]), self.hint])
         self.redraw()
 
     def config(self) -> Config:
@@ -150,15 +155,14 @@ class AlphaBetaPicker:
         return f'D = "{self.depths.value}", ROWS = "{self.rows.value}", ALPHA = "{a}", BETA = "{b}"'
 
     def redraw(self) -> None:
-        """Draw the picked w[s, t] into the widget's output area and show the matching parameters-cell values."""
-        from IPython.display import display
-
-        self.hint.value = f"Run all trains the parameters cell's values; to keep this choice set {self.form_values()}"
-        self.output.clear_output(wait=True)
-        with self.output:
-            fig = weights_figure(self.config())
-            display(fig)
-            plt.close(fig)
+        """Draw the picked w[s, t] into the widget's image and show the run it names and the parameters-cell values."""
+        self.hint.value = (f"picked {run_name(self.config())}. Run all trains the parameters cell's values; "
+                           f"to keep this choice set {self.form_values()}")
+        fig = weights_figure(self.config())
+        png = io.BytesIO()
+        fig.savefig(png, format="png")
+        plt.close(fig)
+        self.image.value = png.getvalue()
 
 
 def _label_for(collect_from: int) -> str:

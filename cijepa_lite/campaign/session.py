@@ -9,6 +9,7 @@ a config refusal (RuntimeError / ValueError from train) is marked failed with it
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -120,6 +121,8 @@ def _work(root: Path, pick: dict, cfg, claim: Claim, budget: Budget, local, prob
     run = run_dir(root, pick["id"], local)
     if run.mirror is not None:
         cfg = replace(cfg, mirror_dir=str(run.mirror))
+    if cfg.wandb:  # the campaign's runs are one W&B group, named after its folder (W&B's own variable; yours wins)
+        os.environ.setdefault("WANDB_RUN_GROUP", Path(root).name)
     if not claim.still_ours():  # a rival's claim arrived late: yield before writing anything into the run
         say(f"{pick['id']}: an earlier claim arrived late, passing")
         return

@@ -112,7 +112,8 @@ def prepare_cache(dataset, out: str | Path, source: str, revision: str | None = 
         if pool is not None:
             pool.terminate()
     for info in splits.values():
-        info["per_class"] = np.bincount(info.pop("labels"), minlength=len(dataset.classes)).tolist()
+        labels = info.pop("labels")  # -1 throughout for an unlabelled dataset (no classes)
+        info["per_class"] = np.bincount(labels[labels >= 0], minlength=len(dataset.classes)).tolist()
     index_hash = hashlib.sha256(b"".join((tmp / f"{s}.index.npy").read_bytes() for s in SPLITS)).hexdigest()
     meta = dict(format=FORMAT, version=FORMAT_VERSION, id=index_hash[:16], source=source, revision=revision,
                 short_side=short_side, jpeg_quality=JPEG_QUALITY, classes=dataset.classes,

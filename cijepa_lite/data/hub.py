@@ -1,4 +1,4 @@
-"""Downloading ImageNet-100's parquet shards from the Hugging Face Hub, and checking what arrived."""
+"""Downloading parquet shards from the Hugging Face Hub (ImageNet-100, or any image dataset), checking what arrived."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 import pyarrow.parquet as pq
 
 from .imagenet100 import HUB_REPO, HUB_REVISION, NAMES, NUM_CLASSES, SPLIT_COUNTS
-from .parquet import class_label_names, find_shards
+from .images import BadImage, decode
+from .parquet import ParquetDataset, class_label_names, find_shards
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+CONVERTED = "refs/convert/parquet"  # the Hub's parquet conversion of every dataset it can read
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
@@ -67,6 +69,29 @@ def download_imagenet100(download_dir: str | Path, revision: str = HUB_REVISION,
         retries: attempts on transient failures (connection reset, server errors), with backoff.
         endpoint: the Hub's URL; None uses HF_ENDPOINT or huggingface.co.
     """
+    return snapshot(HUB_REPO, revision, token, retries, endpoint, local_dir=str(download_dir),
+                    allow_patterns=["*.parquet", "README.md"])
+
+
+def download_dataset(repo: str, download_dir: str | Path, revision: str | None = None, token: str | None = None,
+                     retries: int = 3, endpoint: str | None = None) -> tuple[Path, str]:
+    """Any Hub dataset's parquet shards: its own (at `revision`, default main), else the Hub's parquet conversion
+    (branch refs/convert/parquet, `<config>/<split>/NNNN.parquet`). Returns (the folder, the commit it holds):
+    the snapshot folder is named after the commit, so the revision is pinned whatever branch was asked for.
+    Args as `download_imagenet100`; `download_dir` is a huggingface_hub cache (files already there are reused).
+    """
+    for rev in [revision] if revision else ["main", CONVERTED]:
+        path = snapshot(repo, rev, token, retries, endpoint, cache_dir=str(download_dir),
+                        allow_patterns=["*.parquet", "README.md"])
+        if any(path.rglob("*.parquet")):
+            return path, path.name
+    raise FileNotFoundError(f"{repo}@{revision or 'main'} holds no parquet files"
+                            + ("" if revision else f", nor does its parquet conversion ({CONVERTED})"))
+
+
+def snapshot(repo: str, revision: str, token: str | None, retries: int, endpoint: str | None, **where) -> Path:
+    """huggingface_hub.snapshot_download of a dataset at `revision` (`where`: local_dir or cache_dir, patterns),
+    retried on transient failures; one-line errors: RuntimeError (refused), HubUnreachable."""
     if retries < 1:
         raise ValueError(f"retries={retries}: need at least 1 attempt")
     enable_fast_transfer()
@@ -81,20 +106,18 @@ def download_imagenet100(download_dir: str | Path, revision: str = HUB_REVISION,
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
     offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-    what = f"{HUB_REPO}@{revision}"
+    what, into = f"{repo}@{revision}", where.get("local_dir") or where.get("cache_dir")
     if not offline:
         check_reachable(endpoint)
     for attempt in range(1, retries + 1):
         try:
-            path = snapshot_download(HUB_REPO, repo_type="dataset", revision=revision, local_dir=str(download_dir),
-                                     allow_patterns=["*.parquet", "README.md"], token=token, endpoint=endpoint,
-                                     local_files_only=offline)
-            return Path(path)
+            return Path(snapshot_download(repo, repo_type="dataset", revision=revision, token=token,
+                                          endpoint=endpoint, local_files_only=offline, **where))
         except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as e:
             raise RuntimeError(f"the Hub refused {what}: {e}") from None  # retrying cannot help
         except LocalEntryNotFoundError as e:
             why = "offline mode (HF_HUB_OFFLINE=1) and no complete local copy" if offline else "the Hub is unreachable"
-            raise HubUnreachable(f"cannot download {what} into {download_dir}: {why} ({e})") from None
+            raise HubUnreachable(f"cannot download {what} into {into}: {why} ({e})") from None
         except (HfHubHTTPError, OSError) as e:
             if attempt == retries:
                 raise HubUnreachable(f"downloading {what} failed {retries} times; last error: {e}") from None
@@ -120,4 +143,18 @@ def verify_download(root: str | Path) -> dict:
                 break
     if problems:
         raise ValueError(f"{root} does not hold {HUB_REPO} as expected: " + "; ".join(problems))
+    return counts
+
+
+def verify_dataset(dataset: ParquetDataset, what: str) -> dict:
+    """Check a downloaded dataset before preparing it: train shards arrived and the first image decodes; returns
+    the images per split. (ParquetDataset.open has checked every shard's columns.) ValueError naming `what`."""
+    counts = {split: len(labels) for split, labels in dataset.labels.items()}
+    if not counts["train"]:
+        raise ValueError(f"{what}: no train shards arrived (splits are found by name: pass --split train=NAME)")
+    data, _, where = next(dataset.units("train")[0].read())
+    try:
+        decode(data, where)
+    except BadImage as e:
+        raise ValueError(f"{what}: its first train image does not decode ({e}): is --image-column right?") from None
     return counts

@@ -3,7 +3,7 @@
 Layout: `<root>/data/<split>-0000K-of-0000N.parquet` (or `<root>/<config>/<split>/*.parquet`, or a flat
 folder of `<split>-*.parquet`); split "val" is also found as "validation" or "valid". Columns: `image`
 (struct {bytes, path}, as `datasets` writes it, or plain binary) and `label`: an int whose class names
-are in the schema metadata under `huggingface` (a ClassLabel), a plain int, or a string.
+are in the schema metadata under `huggingface` (a ClassLabel), a plain int, or a string; or no label at all.
 """
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from .images import RobustSource
 SPLIT_ALIASES = {"train": ("train",), "val": ("validation", "val", "valid")}
 
 
-def find_shards(root: Path, split: str) -> list[Path]:
-    """The parquet files of `split` ("train" or "val") below `root`, sorted; hidden folders are skipped."""
-    names = SPLIT_ALIASES[split]
+def find_shards(root: Path, split: str, name: str | None = None) -> list[Path]:
+    """The parquet files of `split` ("train" or "val"; or the dataset's split `name`) below `root`, sorted;
+    hidden folders are skipped."""
+    names = (name,) if name else SPLIT_ALIASES[split]
     found = []
     for path in sorted(Path(root).rglob("*.parquet")):
         parts = path.relative_to(root).parts
@@ -61,14 +62,27 @@ class ParquetDataset:
     image_column: str = "image"
 
     @classmethod
-    def open(cls, root: str | Path, image_column: str = "image", label_column: str = "label") -> "ParquetDataset":
-        """Find the shards under `root`, resolve the classes and map every row's label by class name."""
-        root = Path(root)
-        files = {s: find_shards(root, s) for s in SPLIT_ALIASES}
+    def open(cls, root: str | Path, image_column: str = "image", label_column: str | None = None,
+             splits: dict[str, str] | None = None) -> "ParquetDataset":
+        """Find the shards under `root`, resolve the classes and map every row's label by class name.
+
+        Args:
+            label_column: None: "label" where every shard has it, else the dataset is unlabelled (no classes,
+                every label -1: it pretrains and can be inspected, not probed); a named column must exist.
+            splits: the dataset's split names for the kit's {"train": ..., "val": ...} (default: SPLIT_ALIASES).
+        """
+        root, splits = Path(root), splits or {}
+        files = {s: find_shards(root, s, splits.get(s)) for s in SPLIT_ALIASES}
         if not files["train"] and not files["val"]:
             raise FileNotFoundError(f"no parquet shards named train-*/validation-* below {root}")
-        for path in files["train"] + files["val"]:
+        shards = files["train"] + files["val"]
+        if label_column is None and all("label" in pq.read_schema(f).names for f in shards):
+            label_column = "label"
+        for path in shards:
             _check_columns(path, image_column, label_column)
+        if label_column is None:  # unlabelled
+            labels = {s: np.full(sum(pq.ParquetFile(f).metadata.num_rows for f in fs), -1) for s, fs in files.items()}
+            return cls(root, files, [], [], labels, image_column)
         raw = {s: [pq.read_table(f, columns=[label_column]).column(0) for f in fs] for s, fs in files.items()}
         keys = _class_keys(files, raw, label_column)
         classes, names, index = canonical_classes(keys)
@@ -90,11 +104,11 @@ class ParquetDataset:
         return units
 
 
-def _check_columns(path: Path, image_column: str, label_column: str) -> None:
+def _check_columns(path: Path, image_column: str, label_column: str | None) -> None:
     """Raise ValueError naming the shard if a column is missing or the image column has another type."""
     schema = pq.read_schema(path)
     for column in (image_column, label_column):
-        if column not in schema.names:
+        if column is not None and column not in schema.names:
             raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(schema.names)})")
     kind = schema.field(image_column).type
     if not (pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0) and not pa.types.is_binary(kind) \
@@ -194,22 +208,25 @@ class ParquetSource(RobustSource):
         return data, unit.labels[r], _where(unit.path, unit.first_row + r, name)
 
 
-def write_shard(path: str | Path, images: list[bytes | None], labels: list, class_names: list[str] | None = None,
-                file_names: list[str] | None = None) -> Path:
+def write_shard(path: str | Path, images: list[bytes | None], labels: list | None, class_names: list[str] | None = None,
+                file_names: list[str] | None = None, image_column: str = "image") -> Path:
     """Write one shard as the Hub stores it (for tests and the benchmark): image {bytes, path}, label.
 
     Args:
-        labels: ints (with `class_names`, stored as a ClassLabel in the `huggingface` metadata) or strings.
+        labels: ints (with `class_names`, stored as a ClassLabel in the `huggingface` metadata) or strings;
+            None: no label column (an unlabelled dataset).
     """
     file_names = file_names or [f"{k:06d}.JPEG" for k in range(len(images))]
     image = pa.array([{"bytes": b, "path": p} for b, p in zip(images, file_names)],
                      type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-    dtype = "string" if labels and isinstance(labels[0], str) else "int64"
-    label = pa.array(labels, type=pa.string() if dtype == "string" else pa.int64())
-    features = {"image": {"_type": "Image"}, "label": {"dtype": dtype, "_type": "Value"}}
-    if class_names is not None:
-        features["label"] = {"names": list(class_names), "_type": "ClassLabel"}
-    table = pa.table({"image": image, "label": label})
+    columns, features = {image_column: image}, {image_column: {"_type": "Image"}}
+    if labels is not None:
+        dtype = "string" if labels and isinstance(labels[0], str) else "int64"
+        columns["label"] = pa.array(labels, type=pa.string() if dtype == "string" else pa.int64())
+        features["label"] = {"dtype": dtype, "_type": "Value"}
+        if class_names is not None:
+            features["label"] = {"names": list(class_names), "_type": "ClassLabel"}
+    table = pa.table(columns)
     table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, row_group_size=100)  # `datasets` writes image datasets in groups of 100 rows

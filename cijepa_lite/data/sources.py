@@ -131,7 +131,7 @@ class Digits(Dataset):
         return self.images[i], self.labels[i]
 
 
-def open_dataset(path: str | Path, image_column: str = "image", label_column: str = "label"):
+def open_dataset(path: str | Path, image_column: str = "image", label_column: str | None = None):
     """The raw dataset at `path`: a ParquetDataset (shards in the Hub layout) or a FolderDataset (train/, val/)."""
     path = Path(path).expanduser()
     if find_shards(path, "train") or find_shards(path, "val"):

@@ -15,6 +15,7 @@ fit.py         what this GPU runs: native bf16 or a warning, the micro-batch fro
 dispatch.py    what a step dispatches: the dtype audit and the host-op count (meta device)
 resume.py      where a run resumes: rank 0 chooses the checkpoint, the other ranks load it or refuse
 distributed.py torch.distributed for torchrun: set-up, per-step agreement, a dead rank named (RunFailed)
+tracking.py    TensorBoard event files always, W&B when cfg.wandb is set; one value per step across resumes
 """
 from .distributed import RunFailed
 from .engine import Engine

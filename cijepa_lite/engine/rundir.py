@@ -5,6 +5,9 @@
     <run>/checkpoints/      step-XXXXXXXX.pt with its .json manifest (checkpoint.py)
     <run>/figures/          PNGs drawn from the run (the notebooks' curves, per-depth accuracy)
     <run>/run.lock          held by the process that trains in it (lock.py)
+    <run>/tensorboard/      TensorBoard event files, one per attempt (tracking.py)
+    <run>/wandb.json        the run's W&B id and the last step sent to it, when cfg.wandb is set (tracking.py)
+    <run>/wandb/            W&B's own files (offline runs among them)
 
 A mirror (`cfg.mirror_dir`, e.g. on Google Drive) has the same layout. Every file name of a run and
 every key of a checkpoint is spelled in this module only. A checkpoint is a dict that loads with
@@ -40,6 +43,8 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 FIGURES_DIR = "figures"
 LOCK_FILE = "run.lock"
+TENSORBOARD_DIR = "tensorboard"
+WANDB_FILE = "wandb.json"
 _KEYS = ("step", "config", "student", "teacher", "predictors", "optimizer", "meta")
 _WEIGHTS = ("student", "teacher", "predictors")
 MIRROR_KEEP = 2  # Drive space is scarce (a ViT-B cI-JEPA checkpoint is ~3.3 GB): at most 2 there
@@ -157,6 +162,9 @@ class RunDir:
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
 
+    tensorboard_dir = property(lambda self: self.path / TENSORBOARD_DIR)  # TensorBoard's event files
+    wandb_file = property(lambda self: self.path / WANDB_FILE)  # {"id": the W&B run id, "step": the last step sent}
+
     def figure_file(self, name: str) -> Path:
         """Where a figure of this run is saved: <run>/figures/<name>."""
         return self.path / FIGURES_DIR / name
@@ -221,10 +229,10 @@ class RunDir:
 
     def mirror_extras(self) -> list[Path]:
         """The files that travel to the mirror with every checkpoint."""
-        return [self.metrics_file, self.config_file]
+        return [self.metrics_file, self.config_file, self.wandb_file]  # wandb.json: a new session continues its W&B run
 
     def restore_from_mirror(self, resumed_from: Path | None = None) -> None:
-        """After a lost local disk: bring the mirror's metrics.jsonl and config.json back.
+        """After a lost local disk: bring the mirror's metrics.jsonl, config.json and wandb.json back.
 
         Args:
             resumed_from: the checkpoint being resumed; files are restored only when it lies in the mirror
@@ -232,7 +240,7 @@ class RunDir:
         """
         if self.mirror is None or (resumed_from is not None and not resumed_from.is_relative_to(self.mirror)):
             return
-        for name in (METRICS_FILE, CONFIG_FILE):
+        for name in (METRICS_FILE, CONFIG_FILE, WANDB_FILE):
             local, mirrored = self.path / name, self.mirror / name
             if mirrored.exists() and not local.exists():
                 self.path.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from .interrupt import RunInterrupted, StopRequest
 from .optim import learning_rate
 from .resume import keep_threads, resume_point, say_where
 from .rundir import RunDir
+from .tracking import Tracker
 
 MIRROR_FLUSH_S = 600.0  # at the end of a run, the mirror gets this long to finish its last copy
 
@@ -138,6 +139,7 @@ class _Loop:
     def run(self, loader, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d, sched = self.cfg, self.d, self.schedule
         log = self.run_dir.metrics_log(sched.start) if d.main else None
+        tracker = Tracker(cfg, self.run_dir, sched.start, d.device, d.world) if d.main else None
         bar = tqdm(total=sched.stop, initial=sched.start, desc=cfg.run_id, unit="step",
                    disable=not (progress and d.main), dynamic_ncols=True)
         last_ckpt = t_mark = time.time()
@@ -162,6 +164,7 @@ class _Loop:
                     t_mark, mark_step = now, done
                     if log is not None:
                         log.write(row)
+                        tracker.log(row)
                         if on_log is not None:
                             on_log(row)
                     self._check_health(row, done)
@@ -180,6 +183,8 @@ class _Loop:
                 self.save(done)  # once: not again when the stop fell on a periodic save
         finally:
             bar.close()
+            if tracker is not None:
+                tracker.close()
             self._close_mirror(summary, stop.flush_budget_s() if stop.signum else MIRROR_FLUSH_S)
         summary.update(step=done, stopped="time budget" if done < sched.stop else sched.why(done), last=row,
                        checkpoint=self.saved if self.saved is not None else summary["checkpoint"],

@@ -84,8 +84,11 @@ class KNNMonitor:
 
     def _open(self) -> dict[str, Dataset]:
         cfg = self.cfg
-        return {split: fixed_subset(open_source(cfg.dataset, split, cfg.img_size, cfg.data_dir), size, cfg.seed,
-                                    _STREAMS[split]) for split, size in self.sizes.items()}
+        splits = {split: fixed_subset(open_source(cfg.dataset, split, cfg.img_size, cfg.data_dir), size, cfg.seed,
+                                      _STREAMS[split]) for split, size in self.sizes.items()}
+        if not splits["train"].classes:
+            raise ValueError(f"the kNN monitor needs labels: dataset {cfg.dataset} is unlabelled; set knn_every_epochs=none")
+        return splits
 
     def __call__(self, encoder: nn.Module) -> float:
         """kNN top-1 (%) of `encoder`'s last block; the encoder's mode and weights are left as they were."""

@@ -1,0 +1,146 @@
+"""The pretrain notebook as a person sees it: headless Chromium (Selenium) on a local classic Jupyter server with
+ipywidgets 7, as Colab ships, in smoke mode. The α/β picker renders, moving α changes the shown w[s, t] and the
+run it names, the next cell trains that choice, and every figure is a visible image. Screenshots go to the test's
+temporary folder, $TMPDIR/cijepa-lite-browser-screenshots (the path is printed)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+pytestmark = pytest.mark.slow
+if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+    pytest.skip("no Chromium here (Debian: apt-get install chromium chromium-driver; .ci/run installs them)",
+                allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in requirements-dev.txt")
+pytest.importorskip("nbclassic", reason="nbclassic (the classic notebook, as Colab's widgets need) is in requirements-dev.txt")
+SHOTS = Path(tempfile.gettempdir()) / "cijepa-lite-browser-screenshots"  # replaced by each run
+WAIT_S = 300  # the longest a cell may run (a smoke-mode training on a loaded machine); polled, not slept
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """(driver, notebook URL) of a classic Jupyter server on a copy of the notebooks, in smoke mode with widgets."""
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    port, token = free_port(), "cijepa-browser-test"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIJEPA_SMOKE": "1", "CIJEPA_WIDGETS": "1",
+           "CIJEPA_WORKDIR": str(tmp_path / "work"), "CIJEPA_STORAGE": str(tmp_path / "drive"), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "nbclassic", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+                               f"--NotebookApp.token={token}", "--allow-root", f"--notebook-dir={tmp_path / 'notebooks'}"],
+                              env=env, stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT)
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    deadline = time.monotonic() + WAIT_S  # the server starts (seconds; a minute on a loaded machine)
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    assert server.poll() is None, (tmp_path / "server.log").read_text()
+    try:
+        yield driver, f"http://127.0.0.1:{port}/nbclassic/notebooks/02_pretrain.ipynb?token={token}"
+    finally:
+        driver.quit()
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def until(driver, script: str, what: str, timeout: float = WAIT_S):
+    """Poll the page until `script` returns a truthy value; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def run_cells(driver, indices: list[int]) -> None:
+    """Run cells `indices` as Shift+Enter would, and wait until each has finished (no '*' in its prompt)."""
+    driver.execute_script(f"Jupyter.notebook.execute_cells({indices});")
+    until(driver, f"return {indices}.every(i => {{ const c = Jupyter.notebook.get_cell(i);"
+                  " return c.cell_type !== 'code' || typeof c.input_prompt_number === 'number'; })",
+          f"cells {indices} to finish")
+    errors = driver.execute_script(f"return {indices}.filter(i => Jupyter.notebook.get_cell(i).cell_type === 'code')"
+                                   ".flatMap(i => Jupyter.notebook.get_cell(i).output_area.outputs"
+                                   ".filter(o => o.output_type === 'error').map(o => i + ': ' + o.ename + ' ' + o.evalue))")
+    assert errors == []
+
+
+def cell_text(driver, i: int) -> str:
+    return driver.execute_script(f"return Jupyter.notebook.get_cell({i}).output_area.element[0].innerText")
+
+
+def code_cell(driver, needle: str) -> int:
+    return driver.execute_script(f"return Jupyter.notebook.get_cells().findIndex(c => c.get_text().includes({needle!r}))")
+
+
+def test_the_pretrain_notebook_in_chromium_picker_choice_and_figures(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver, url = browser
+    shutil.rmtree(SHOTS, ignore_errors=True)  # kept after a pass (pytest removes a passing test's tmp_path)
+    shots = SHOTS
+    shots.mkdir(parents=True)
+    print(f"\nscreenshots: {shots}")
+    driver.get(url)
+    until(driver, "return typeof Jupyter !== 'undefined' && Jupyter.notebook && Jupyter.notebook.kernel"
+                  " && Jupyter.notebook.kernel.is_connected()", f"the notebook's kernel at {driver.current_url}")
+    picker_cell, next_cell = code_cell(driver, "colab.picker("), code_cell(driver, "colab.pretrain_run(")
+    run_cells(driver, list(range(picker_cell + 1)))
+    sliders = until(driver, "return document.querySelectorAll('.widget-hslider').length >= 3 ? "
+                            "document.querySelectorAll('.widget-hslider').length : 0", "the picker's sliders")
+    assert sliders >= 3  # rows, alpha, beta
+    hint = lambda: driver.execute_script("return [...document.querySelectorAll('.widget-label')]"  # noqa: E731
+                                         ".map(e => e.innerText).find(t => t.startsWith('picked ')) || ''")
+    before_hint, before_image = hint(), until(driver, "const i = document.querySelector('.widget-image');"
+                                                      " return i && i.naturalWidth > 0 ? i.src : ''", "w[s, t]")
+    assert before_hint.startswith("picked R-A05-B08.") and 'ALPHA = "0.50"' in before_hint
+    show = lambda i: driver.execute_script(f"Jupyter.notebook.get_cell({i}).element[0].scrollIntoView()")  # noqa: E731
+    show(picker_cell)
+    driver.save_screenshot(str(shots / "1-picker.png"))
+    alpha = driver.find_elements(By.XPATH, "//div[contains(@class,'widget-hslider')][.//*[text()='alpha']]"
+                                           "//*[contains(@class,'ui-slider-handle')]")[0]
+    alpha.click()
+    for _ in range(5):  # a person moving α with the keyboard, 0.01 a step
+        alpha.send_keys(Keys.ARROW_RIGHT)
+    until(driver, "return [...document.querySelectorAll('.widget-label')].some(e => e.innerText.includes("
+                  "'ALPHA = \"0.55\"'))", "the hint to follow alpha")
+    assert "picked custom-D1-11-rows2-a0.55-b0.80." in hint()  # the run it names (no table row has alpha 0.55)
+    assert until(driver, f"const i = document.querySelector('.widget-image');"
+                         f" return i && i.naturalWidth > 0 && i.src !== {before_image!r}", "a new w[s, t]")
+    show(picker_cell)
+    driver.save_screenshot(str(shots / "2-alpha-moved.png"))
+    run_cells(driver, [next_cell])
+    said = cell_text(driver, next_cell)  # smoke mode trains the choice on the tiny model (D = d1..d5)
+    assert "run smoke-custom-D1-5-rows2-a0.55-b0.80:" in said and "alpha=0.55, beta=0.8" in said, said
+    rest = list(range(next_cell + 1, driver.execute_script("return Jupyter.notebook.ncells()")))
+    run_cells(driver, rest)  # the space check, TensorBoard's line, the smoke training and the curves
+    images = driver.execute_script("return [...document.querySelectorAll('.output_png img, img.widget-image')]"
+                                   ".map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])")
+    assert len(images) >= 2 and all(w > 0 and h > 0 and shown > 0 for w, h, shown in images), images
+    show(rest[-1])
+    driver.save_screenshot(str(shots / "3-trained.png"))
+    assert all((shots / n).stat().st_size > 10_000 for n in ("1-picker.png", "2-alpha-moved.png", "3-trained.png"))
