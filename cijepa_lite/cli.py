@@ -15,7 +15,7 @@ from .data.imagenet100 import HUB_REPO, HUB_REVISION
 from .data.sources import DEFAULT_DATA_DIR
 from .eval.results import DEFAULT_RESULTS_DIRS, OWN_RESULTS_DIR
 
-COMPUTE_COMMANDS = {"pretrain", "demo", "probe", "inspect"}  # they pick torch's CPU threads first (cpus.fit_threads)
+COMPUTE_COMMANDS = {"pretrain", "demo", "probe", "inspect"}  # they take --threads (cpus.choose_threads)
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "is pretrained, resume or start the next run that this session can claim, redraw the figures",
         epilog="Rerun the same command after every disconnect; several sessions (tabs, machines sharing a Drive "
                "folder, one process per GPU) may run it at once. Details: docs/campaign.md"))
+    for name in COMPUTE_COMMANDS:
+        sub.choices[name].add_argument(
+            "--threads", default=None, help="torch CPU threads: N, or 'fit' (the CPUs free now: faster beside other "
+            "work, but then the weights depend on the load); default torch's own count, the same weights on an idle "
+            "or a busy machine (OMP_NUM_THREADS wins; a resume keeps its checkpoint's count)")
     return parser
 
 
@@ -211,13 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.lock import LockBusy
 
     args = build_parser().parse_args(argv)
-    if args.command in COMPUTE_COMMANDS:
-        from .cpus import fit_threads
-
-        note = fit_threads()  # torch threads = the CPUs free now; one line when the machine is busy
-        if note:
-            print(f"note: {note}", file=sys.stderr)
     try:
+        if args.command in COMPUTE_COMMANDS:
+            from .cpus import choose_threads
+
+            note = choose_threads(args.threads)  # default: torch's own count, whatever the load; "fit": the free CPUs
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         return args.func(args)
     except RunInterrupted as e:
         if not e.quiet:  # several ranks: rank 0 says it once

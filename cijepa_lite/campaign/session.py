@@ -18,6 +18,7 @@ from ..engine import train
 from ..engine.lock import LockBusy
 from ..eval.results import comparable_row, load_results, load_writeup, write_result
 from ..evaluate import evaluate_run
+from ..files import save_figure
 from ..plots import plot_table
 from .claim import Claim, default_settle_s, session_id
 from .figure import plot_campaign
@@ -174,8 +175,7 @@ def save_campaign_figures(root: Path, out: dict) -> list[Path]:
     paths = []
     for name, fig in campaign_figures(root, out).items():
         paths.append(figure_path(root, name))
-        paths[-1].parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(paths[-1], dpi=110)
+        save_figure(fig, paths[-1], dpi=110)
     return paths
 
 

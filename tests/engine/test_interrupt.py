@@ -5,7 +5,7 @@ import signal
 import traceback
 
 import pytest
-from forkkit import Server, install_fault
+from forkkit import install_fault
 from test_train import compare_runs
 
 from cijepa_lite.config import get_config, parse_overrides
@@ -26,12 +26,6 @@ def uninterrupted(tmp_path_factory, server):
     run = tmp_path_factory.mktemp("uninterrupted")
     assert server.run(command(run), run.parent / "uninterrupted.log") == 0
     return run
-
-
-@pytest.fixture(scope="module")
-def server():
-    with Server() as s:
-        yield s
 
 
 @pytest.mark.slow
