@@ -228,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         if not e.quiet:  # several ranks: rank 0 says it once
             print(f"stopped: {e.args[0]}", file=sys.stderr)
         return e.exit_status
+    except KeyboardInterrupt:  # Ctrl-C before a run took over the signal (imports, parsing)
+        print("stopped: SIGINT before the command started", file=sys.stderr)
+        return 130
     except RunFailed as e:  # the run's failure, not the input's: still one line, no traceback
         if args.debug:
             raise

@@ -12,6 +12,7 @@ import time
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +29,7 @@ from ..provenance import provenance
 from . import checkpoint, distributed
 from .distributed import RunFailed
 from .engine import Engine
-from .interrupt import RunInterrupted, StopRequest
+from .interrupt import RunInterrupted, SetupStop, StopRequest
 from .optim import learning_rate
 from .resume import keep_threads, resume_point, say_where
 from .rundir import RunDir
@@ -80,8 +81,10 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     run = RunDir(run_dir, cfg.mirror_dir)
     try:
         with ExitStack() as held, distributed.peers_alive(d):
-            cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
-            return _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log)
+            with SetupStop(quiet=not d.main):  # a signal before the first step: a clean stop at once
+                cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
+                summary, loop = _set_up(cfg, run, d, ckpt, t_start, max_steps, source)
+            return summary if loop is None else loop(time_budget_s, progress, summary, on_log)
     except RunInterrupted as e:
         raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
     except OSError as e:  # a read-only, full or failing local disk: the real error, and what is safe
@@ -93,8 +96,9 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         distributed.teardown(d)
 
 
-def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log) -> dict:
-    """`train` with the run directory locked and the checkpoint chosen."""
+def _set_up(cfg, run, d, ckpt, t_start, max_steps, source) -> tuple[dict, Callable | None]:
+    """`train`'s set-up with the run directory locked and the checkpoint chosen: the summary so far and the step
+    loop to run (None when the run is already at its stop)."""
     source = source if source is not None else open_source(cfg.dataset, "train", cfg.img_size, cfg.data_dir)
     steps_per_epoch = len(source) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -119,9 +123,8 @@ def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progres
                "checkpoint": resumed_from, "stopped": schedule.why(start), "world": d.world, "rank": d.rank,
                "mirror_has_newest": None}
     if start >= schedule.stop:
-        return summary
-    loop = _Loop(engine, run, schedule, t_start)
-    return loop.run(engine.loader(source, start, schedule.stop), time_budget_s, progress, summary, on_log)
+        return summary, None
+    return summary, partial(_Loop(engine, run, schedule, t_start).run, engine.loader(source, start, schedule.stop))
 
 
 class _Loop:

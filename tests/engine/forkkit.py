@@ -5,7 +5,8 @@ itself after it has run torch's thread pools can deadlock the child. So one serv
 the kit once and never computes; every command runs in a fresh fork of it.
 Faults: {"signal_after": [step, signum]} sends a real signal to the child after that optimizer step;
 {"worker_signal_after": [step, signum]} sends it to the child's loader workers instead; {"hang_after": n} makes
-a loader worker hang (sleep) on its n-th image; {"env": {...}} is set in the child's environment;
+a loader worker hang (sleep) on its n-th image; {"setup_signal": signum} sends
+it to the child while it opens its data (before the first step); {"env": {...}} is set in the child's environment;
 {"kill_at": n, "events": path} SIGKILLs it at its n-th file event (an fsync, or just before or after a
 rename; n = 0: never) and keeps the count of events so far in the file `path`; with "only": name, only
 events on files whose name contains `name` count (e.g. "metrics.jsonl": the rewrites of the metrics log).
@@ -45,6 +46,18 @@ def install_fault(fault: dict | None) -> None:
             return out
 
         Engine.step = step_then_signal
+    if "setup_signal" in fault:
+        import importlib
+
+        train_module = importlib.import_module("cijepa_lite.engine.train")
+
+        original_open = train_module.open_source
+
+        def open_after_signal(*args, **kwargs):
+            os.kill(os.getpid(), fault["setup_signal"])
+            return original_open(*args, **kwargs)
+
+        train_module.open_source = open_after_signal
     if "hang_after" in fault:
         from cijepa_lite.data import Augmented
 
