@@ -82,25 +82,14 @@ class StopRequest:
         return signal.Signals(signum).name if signum else ""
 
 
-class SetupStop:
+class SetupStop(StopRequest):
     """While a run sets up (a context manager, main thread only): SIGINT / SIGTERM raise RunInterrupted at once
     (exit 130 / 143, one line); the loop's StopRequest takes over from its first step."""
 
     def __init__(self, quiet: bool = False):
+        super().__init__()
         self.quiet = quiet  # another rank (rank 0) says it
-        self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
-        raise RunInterrupted(f"{StopRequest.name_of(signum)} before the first step (while setting up): nothing "
+        raise RunInterrupted(f"{self.name_of(signum)} before the first step (while setting up): nothing "
                              "trained, nothing half-written; rerun the same command to start", signum, quiet=self.quiet)
-
-    def __enter__(self) -> "SetupStop":
-        if threading.current_thread() is threading.main_thread():
-            for s in EXIT_STATUS:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous.clear()
