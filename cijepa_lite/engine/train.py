@@ -240,6 +240,7 @@ class _Loop:
         self.mirror.close(timeout_s)
         newest = self.saved or summary["checkpoint"]
         summary["mirror_failures"] = list(self.mirror.failures)
+        summary["mirror_summary"] = self.mirror.summary()
         summary["mirror_status"] = self.mirror.status()
         summary["mirror_has_newest"] = newest is None or self.mirror.copied == Path(newest).name
 
