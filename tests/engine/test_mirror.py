@@ -11,6 +11,18 @@ def saved(tmp_path, step=2):
     return checkpoint.save({"step": step, "w": torch.ones(2)}, tmp_path / "run", keep=3)
 
 
+def broken_copies(monkeypatch) -> list:
+    """Make every checkpoint copy fail as a dropped Drive mount does; returns the list of attempts."""
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise OSError(107, "Transport endpoint is not connected")
+
+    monkeypatch.setattr(checkpoint, "copy_checkpoint", broken)
+    return calls
+
+
 def test_mirror_copies_checkpoints_and_extra_files(tmp_path):
     pt = saved(tmp_path)
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 2}\n')
@@ -24,13 +36,7 @@ def test_mirror_copies_checkpoints_and_extra_files(tmp_path):
 
 def test_failing_mirror_warns_and_never_raises(tmp_path, monkeypatch):
     pt = saved(tmp_path)
-    calls = []
-
-    def broken(*args, **kwargs):
-        calls.append(1)
-        raise OSError(107, "Transport endpoint is not connected")
-
-    monkeypatch.setattr(checkpoint, "copy_checkpoint", broken)
+    calls = broken_copies(monkeypatch)
     mirror = Mirror(tmp_path / "drive", tmp_path / "drive" / "ckpts", keep=3, retries=2, backoff_s=0.01)
     with pytest.warns(UserWarning, match="failed 2 times.*Transport endpoint"):
         mirror.submit(pt)
@@ -39,13 +45,7 @@ def test_failing_mirror_warns_and_never_raises(tmp_path, monkeypatch):
 
 
 def test_a_mirror_that_keeps_failing_is_reported_once_retried_with_back_off_and_summed_up(tmp_path, monkeypatch):
-    calls = []
-
-    def broken(*args, **kwargs):
-        calls.append(1)
-        raise OSError(107, "Transport endpoint is not connected")
-
-    monkeypatch.setattr(checkpoint, "copy_checkpoint", broken)
+    calls = broken_copies(monkeypatch)
     mirror = Mirror(tmp_path / "drive", tmp_path / "drive" / "ckpts", keep=3, retries=2, backoff_s=0.01)
     mirror.pause_s = 3600.0  # far longer than the test: the second checkpoint falls in the pause
     with pytest.warns(UserWarning) as warned:
