@@ -182,3 +182,32 @@ def test_the_rows_summary_gives_each_rows_mean_and_range_and_the_rank_correlatio
     assert row_summary(states)["spearman"] == pytest.approx(1.0)
     states[-1].update(top1=40.0)  # C's mean 65.0: A > B > C against A > C > B
     assert row_summary(states)["spearman"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow  # a real process, paused
+def test_a_paused_session_adds_no_hours(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cijepa_lite.campaign.state import hours_spent, seconds_per_step
+    from cijepa_lite.engine import read_metrics
+
+    root, run, pause_s = Path(__file__).resolve().parents[1], tmp_path / "run", 20.0
+    proc = subprocess.Popen([sys.executable, "-m", "cijepa_lite", "pretrain", "--preset", "tiny", "--out", str(run),
+                             "--steps", "12", "--no-progress", "batch_size=16", "base_batch=16", "log_every=1",
+                             "ckpt_minutes=1e9", "knn_every_epochs=none"], cwd=root, stderr=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
+    while not (run / "metrics.jsonl").exists() or len(read_metrics(run)) < 4:  # paused mid-run (no time bound)
+        assert proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGSTOP)  # a suspended VM, a paused notebook
+    time.sleep(pause_s)
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait() == 0
+    rows = read_metrics(run)
+    step_s = seconds_per_step(rows, 16)
+    hours = hours_spent(rows, step_s)
+    assert hours * 3600 == pytest.approx(12 * step_s)  # steps x the measured step time
+    assert rows[-1]["time_s"] >= pause_s and hours * 3600 <= rows[-1]["time_s"] - pause_s  # the wall clock has it

@@ -272,7 +272,8 @@ class _Loop:
                             "Lower the learning rate (base_lr) or check the data; rerun to resume from the last "
                             "checkpoint", quiet=not self.d.main)
         if row["skipped"] > 0 and self.d.main:
-            warnings.warn(f"non-finite loss in {row['skipped']} of the steps before {done}: updates skipped")
+            warnings.warn(f"non-finite loss in {row['skipped']} of the steps before {done}: updates skipped",
+                          stacklevel=4)  # the caller of train() (-> _Loop.run -> here)
 
     def save(self, step: int) -> str:
         """Checkpoint `step` on rank 0 (all ranks hold the same weights) once; never one with non-finite weights."""
