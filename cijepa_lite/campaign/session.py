@@ -16,6 +16,7 @@ from pathlib import Path
 from ..engine import checkpoint as checkpoints
 from ..engine import train
 from ..engine.lock import LockBusy
+from ..engine.train import RunYielded
 from ..eval.results import comparable_row, load_results, load_writeup, write_result
 from ..evaluate import evaluate_run
 from ..files import save_figure
@@ -129,7 +130,7 @@ def _work(root: Path, pick: dict, cfg, claim: Claim, budget: Budget, local, prob
             start = newest_step(run)
             left = budget.steps_left()
             summary = train(cfg, run.path, max_steps=None if left is None else start + left,
-                            time_budget_s=budget.train_seconds(), progress=progress)
+                            time_budget_s=budget.train_seconds(), progress=progress, fence=claim)
             budget.steps_done += summary["step"] - summary["start_step"]
             say(f"{pick['id']}: trained steps {summary['start_step']}-{summary['step']} of {summary['total_steps']}"
                 f" ({summary['stopped']})")
@@ -137,6 +138,9 @@ def _work(root: Path, pick: dict, cfg, claim: Claim, budget: Budget, local, prob
                 return
         path = probe_entry(root, pick["id"], run, progress)
         say(f"{pick['id']}: probed, wrote {path}")
+    except RunYielded as e:  # a rival's earlier claim became visible while training: its run from now on
+        claim.record_yield(newest_step(run))
+        say(f"{pick['id']}: {e}; passing")
     except LockBusy as e:  # a run folder locked by a process outside the campaign's claims
         say(f"{pick['id']}: {e}; passing")
     except (RuntimeError, ValueError) as e:  # a non-finite stop, a config refusal, an unusable checkpoint

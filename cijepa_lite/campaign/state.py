@@ -24,7 +24,7 @@ from ..engine import RunDir, read_metrics
 from ..engine import checkpoint as checkpoints
 from ..eval.results import load_results, load_writeup
 from ..files import write_json
-from .claim import live_claims
+from .claim import live_claims, yield_file
 from .spec import entries, entry_config
 
 RUNS_DIR, RESULTS_DIR, FAILED_DIR = "runs", "results", "failed"
@@ -114,6 +114,7 @@ def entry_state(root: Path, spec: dict, entry: dict, session: dict | None = None
     claims = live_claims(root, entry["id"])
     failed = failure_file(root, entry["id"])
     reason = json.loads(failed.read_text())["reason"] if failed.exists() else None
+    yielded = json.loads(yield_file(root, entry["id"]).read_text()) if yield_file(root, entry["id"]).exists() else None
     if reason is not None:
         state = "failed"
     elif record is not None:
@@ -126,7 +127,9 @@ def entry_state(root: Path, spec: dict, entry: dict, session: dict | None = None
     return {"id": entry["id"], "row": entry["row"], "seed": entry["seed"], "state": state, "step": step,
             "total_steps": total, "epochs": cfg.epochs, "top1": record["top1"] if record else None,
             "model": f"ViT {cfg.depth}x{cfg.embed_dim}, {cfg.img_size}px", "dataset": Path(cfg.dataset).name,
-            "reason": reason, "claimed_by": claims[0]["session"] if claims else None,
+            "reason": reason or (yielded and f"session {yielded['session']} yielded at step {yielded['step']} to "
+                                           f"{yielded['yielded_to']}, whose claim became visible late"),
+            "claimed_by": claims[0]["session"] if claims else None,
             "hours_spent": hours_spent(rows, step_s), "step_s": step_s, "run_dir": str(run.path)}
 
 

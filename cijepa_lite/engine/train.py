@@ -37,6 +37,10 @@ from .rundir import RunDir
 MIRROR_FLUSH_S = 600.0  # at the end of a run, the mirror gets this long to finish its last copy
 
 
+class RunYielded(RunFailed):
+    """A campaign session found a rival's earlier claim at a checkpoint and stopped without writing it."""
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Where a run is and where it stops."""
@@ -54,7 +58,7 @@ class Schedule:
 
 def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, allow_config_change: bool = False,
           time_budget_s: float | None = None, source=None, progress: bool = True,
-          on_log: Callable[[dict], None] | None = None) -> dict:
+          on_log: Callable[[dict], None] | None = None, fence=None) -> dict:
     """Pretrain `cfg` in `run_dir`, resuming from its newest valid checkpoint (here or in cfg.mirror_dir).
 
     Under torchrun rank 0 alone locks the run directory, chooses the checkpoint and restores from the
@@ -68,6 +72,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         source: a data source to use instead of `cfg.dataset` (map-style, items (PIL image, label)).
         progress: show a tqdm progress bar.
         on_log: called on rank 0 with every metrics row as it is logged (e.g. a live plot in a notebook).
+        fence: a campaign's claim (`token`, `still_ours()`): its token goes into every checkpoint and metrics row,
+            and each checkpoint is written only while the claim still holds, else RunYielded (campaign/claim.py).
     Returns:
         a summary: step reached, total steps, the last checkpoint path, the last logged metrics, mirror failures,
         whether the mirror holds the newest checkpoint, the world size.
@@ -83,7 +89,7 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         with ExitStack() as held, distributed.peers_alive(d):
             with SetupStop(quiet=not d.main):  # a signal before the first step: a clean stop at once
                 cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
-                summary, loop = _set_up(cfg, run, d, ckpt, t_start, max_steps, source)
+                summary, loop = _set_up(cfg, run, d, ckpt, t_start, max_steps, source, fence)
             return summary if loop is None else loop(time_budget_s, progress, summary, on_log)
     except RunInterrupted as e:
         raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
@@ -96,7 +102,7 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         distributed.teardown(d)
 
 
-def _set_up(cfg, run, d, ckpt, t_start, max_steps, source) -> tuple[dict, Callable | None]:
+def _set_up(cfg, run, d, ckpt, t_start, max_steps, source, fence) -> tuple[dict, Callable | None]:
     """`train`'s set-up with the run directory locked and the checkpoint chosen: the summary so far and the step
     loop to run (None when the run is already at its stop)."""
     source = source if source is not None else open_source(cfg.dataset, "train", cfg.img_size, cfg.data_dir)
@@ -124,14 +130,16 @@ def _set_up(cfg, run, d, ckpt, t_start, max_steps, source) -> tuple[dict, Callab
                "mirror_has_newest": None}
     if start >= schedule.stop:
         return summary, None
-    return summary, partial(_Loop(engine, run, schedule, t_start).run, engine.loader(source, start, schedule.stop))
+    return summary, partial(_Loop(engine, run, schedule, t_start, fence).run,
+                            engine.loader(source, start, schedule.stop))
 
 
 class _Loop:
     """The step loop of `train`: logging, kNN readings, checkpoints, the time budget, agreed stops."""
 
-    def __init__(self, engine: Engine, run: RunDir, schedule: Schedule, t_start: float):
-        self.engine, self.run_dir, self.schedule, self.t_start = engine, run, schedule, t_start
+    def __init__(self, engine: Engine, run: RunDir, schedule: Schedule, t_start: float, fence=None):
+        self.engine, self.run_dir, self.schedule, self.t_start, self.fence = engine, run, schedule, t_start, fence
+        self.writer = {"writer": fence.token} if fence is not None else {}  # the fencing token of every file
         self.cfg, self.d = engine.cfg, engine.dist
         self.mirror = run.open_mirror() if self.d.main else None
         # Read at log steps every cfg.knn_every_epochs, by rank 0; the others wait at the next collective.
@@ -261,7 +269,7 @@ class _Loop:
             "skipped": sums["skipped"], "consecutive_skips": sums["consecutive_skips"],
             "micro_batch": self.engine.micro, "oom_halvings": self.engine.halvings, "world": self.d.world,
             "time_s": sched.wall_before + time.time() - self.t_start,
-            **({"mirror_failures": len(self.mirror.failures)} if self.mirror is not None else {}),
+            **({"mirror_failures": len(self.mirror.failures)} if self.mirror is not None else {}), **self.writer,
         }
 
     def _check_health(self, row: dict, done: int) -> None:
@@ -280,8 +288,11 @@ class _Loop:
         if step == self.saved_step:
             return self.saved
         path = None
+        if self.fence is not None and distributed.broadcast_flags(self.d, self.d.main and not self.fence.still_ours())[0]:
+            raise RunYielded(f"an earlier claim on {self.run_dir.path} became visible late: yielded at step {step} "
+                             f"without writing it (earlier checkpoints are {self.fence.token}'s)", quiet=not self.d.main)
         if self.d.main:
-            meta = {**provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
+            meta = {**self.writer, **provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
                     "total_steps": self.schedule.total, "world": self.d.world,
                     "torch_threads": torch.get_num_threads(),  # CPU results depend on it: a resume keeps it
                     "wall_time_s": self.schedule.wall_before + time.time() - self.t_start,
