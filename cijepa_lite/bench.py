@@ -20,7 +20,7 @@ import torch
 from . import rng
 from .config import Config, get_config, with_supervision
 from .data import open_source
-from .data.loading import auto_workers
+from .data.loading import auto_workers, check_workers
 from .engine import Engine
 from .engine.distributed import Dist
 from .engine.memory import activation_bytes_per_sample, saved_bytes_per_sample
@@ -84,6 +84,8 @@ def run_bench(preset: str = "R-A05-B08", *, size: str | None = None, batch: int 
         backend: torch.compile backend when compile=true (default inductor; "eager" traces alike, cheaply).
         overrides: Config fields applied to both variants (e.g. {"compile": True}).
     """
+    if workers is not None:
+        check_workers(workers, "--workers")  # before minutes of timing, not after
     d = Dist(rank=0, world=1, device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     on_cpu = d.device.type == "cpu"
     size = size or ("cpu" if on_cpu else "preset")

@@ -18,7 +18,7 @@ from .eval.results import DEFAULT_RESULTS_DIRS, OWN_RESULTS_DIR
 RUN_HELP = ("run directory written by pretrain, or an official I-JEPA checkpoint file (.pth.tar with encoder / "
             "target_encoder state dicts; read weights-only and memory-mapped)")
 
-COMPUTE_COMMANDS = {"pretrain", "demo", "probe", "inspect"}  # they pick torch's CPU threads first (cpus.fit_threads)
+COMPUTE_COMMANDS = {"pretrain", "demo", "probe", "inspect"}  # they take --threads (cpus.choose_threads)
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "is pretrained, resume or start the next run that this session can claim, redraw the figures",
         epilog="Rerun the same command after every disconnect; several sessions (tabs, machines sharing a Drive "
                "folder, one process per GPU) may run it at once. Details: docs/campaign.md"))
+    for name in COMPUTE_COMMANDS:
+        sub.choices[name].add_argument(
+            "--threads", default=None, help="torch CPU threads: N, or 'fit' (the CPUs free now: faster beside other "
+            "work, but then the weights depend on the load); default torch's own count, the same weights on an idle "
+            "or a busy machine (OMP_NUM_THREADS wins; a resume keeps its checkpoint's count)")
     return parser
 
 
@@ -223,18 +228,21 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.lock import LockBusy
 
     args = build_parser().parse_args(argv)
-    if args.command in COMPUTE_COMMANDS:
-        from .cpus import fit_threads
-
-        note = fit_threads()  # torch threads = the CPUs free now; one line when the machine is busy
-        if note:
-            print(f"note: {note}", file=sys.stderr)
     try:
+        if args.command in COMPUTE_COMMANDS:
+            from .cpus import choose_threads
+
+            note = choose_threads(args.threads)  # default: torch's own count, whatever the load; "fit": the free CPUs
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         return args.func(args)
     except RunInterrupted as e:
         if not e.quiet:  # several ranks: rank 0 says it once
             print(f"stopped: {e.args[0]}", file=sys.stderr)
         return e.exit_status
+    except KeyboardInterrupt:  # Ctrl-C before a run took over the signal (imports, parsing)
+        print("stopped: SIGINT before the command started", file=sys.stderr)
+        return 130
     except RunFailed as e:  # the run's failure, not the input's: still one line, no traceback
         if args.debug:
             raise

@@ -13,6 +13,7 @@ import torch
 
 from .config import PRESETS, Config
 from .engine.memory import space_report as space_report  # the pretrain notebook's space check
+from .files import save_figure
 from .plots import sample_grid as sample_grid  # the data notebook's look at the prepared images
 from .provenance import device_name, versions
 
@@ -71,12 +72,12 @@ def storage(subdir: str = "cijepa-lite") -> Path:
     return path
 
 
-def status() -> str:
-    """One line on what this runtime has: versions, device, smoke mode; sets torch's CPU threads to the CPUs free
-    now (cpus.fit_threads), with a second line when the machine is busy."""
-    from .cpus import fit_threads
+def status(threads: str | None = None) -> str:
+    """One line on what this runtime has: versions, device, smoke mode; sets torch's CPU threads (cpus.choose_threads:
+    torch's own count by default; "fit": the CPUs free now, with a second line when the machine is busy)."""
+    from .cpus import choose_threads
 
-    busy = fit_threads()
+    busy = choose_threads(threads)
     v = versions()
     gpu = device_name("cuda") if torch.cuda.is_available() else "no GPU"
     mem = f", {torch.cuda.mem_get_info()[1] / 2**30:.0f} GiB" if torch.cuda.is_available() else ""
@@ -190,8 +191,7 @@ def show(fig, path: str | Path) -> Path:
     from IPython.display import Image, display
 
     path = smoke_figure(fig, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)  # a pyplot-managed figure would otherwise be drawn a second time by the inline backend
     display(Image(filename=str(path)))
     return path
@@ -237,8 +237,7 @@ class LivePlot:
             return
         fig = plot_curves(self.run_dir)
         path = smoke_figure(fig, figure_path(self.run_dir, "curves.png"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
         if self.handle is None:
             self.handle = display(Image(filename=str(path)), display_id=True)
         else:

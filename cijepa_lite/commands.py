@@ -22,8 +22,8 @@ def pretrain_command(args: argparse.Namespace) -> int:
                     progress=not args.no_progress)
     if summary.get("rank", 0) == 0:  # several ranks: rank 0 speaks
         print(json.dumps({k: v for k, v in summary.items() if k != "last"}, indent=1))
-        for failure in summary.get("mirror_failures", []):
-            print(f"warning: {failure}", file=sys.stderr)
+        if summary.get("mirror_summary"):
+            print(f"warning: {summary['mirror_summary']}", file=sys.stderr)
     if summary.get("mirror_has_newest") is False:
         if summary.get("rank", 0) == 0:
             print(f"error: the mirror holds no copy of the newest checkpoint {summary['checkpoint']} "

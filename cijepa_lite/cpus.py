@@ -1,10 +1,13 @@
-"""How many CPU threads torch uses: the CPUs other work leaves free, so a busy machine slows a run gracefully.
+"""How many CPU threads torch uses: by default torch's own count (the usable cores), whatever the load, so the same
+command gives the same weights on an idle and on a busy machine (CPU sums are split by thread: the count changes
+the last bits). Asked for (`--threads fit`, `colab.status(threads="fit")`): the CPUs other work leaves free, so a
+busy machine slows a run gracefully, at the price of weights that depend on the load at start.
 
 With as many threads as cores, every parallel region waits for its slowest thread, the one sharing a core with
 the other process: 40 tiny steps took 30 s alone and 61 s beside one busy process on 2 cores (issue 21); with one
 thread fewer no thread shares a core. docs/bench/busy_cpu.py measures both choices, alone and beside a busy
 process. The choice is made once, at the start of a command (cli.main) or of a notebook (colab.status), never
-inside train().
+inside train(); checkpoints record it (meta torch_threads) and a resume keeps it (engine/resume.py).
 """
 from __future__ import annotations
 
@@ -53,3 +56,17 @@ def fit_threads(interval: float = 0.5) -> str | None:
     torch.set_num_threads(threads)
     return (f"busy machine: other processes keep {busy:.1f} of {len(cpus)} CPUs busy; using {threads} torch "
             f"thread{'s' * (threads > 1)} instead of {default} (steps are slower than on an idle machine)")
+
+
+def choose_threads(choice: str | None) -> str | None:
+    """Set torch's CPU threads: None keeps torch's own count (load-independent bits), "fit" the CPUs free now
+    (fit_threads; returns its one line when the machine is busy), "N" that many (1 to the usable CPUs, else
+    ValueError in one line). OMP_NUM_THREADS set (by you, or torchrun) wins."""
+    if choice == "fit":
+        return fit_threads()
+    cpus = len(usable_cpus())
+    if choice is not None and not (str(choice).isdigit() and 1 <= int(choice) <= cpus):
+        raise ValueError(f"--threads {choice!r}: give 'fit' or a whole number from 1 to {cpus} (the usable CPUs)")
+    if choice is not None and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(choice))
+    return None

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import threading
 from pathlib import Path
 
 
@@ -30,9 +30,10 @@ def write_atomic(path: Path, write, before_rename=None) -> None:
     Args:
         before_rename: called after the fsync and before the rename (e.g. to write a manifest first).
     """
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{os.getpid()}-{threading.get_ident()}")
+    # a unique name (random, created exclusively): two writers (sessions on one Drive folder, ranks) never share it
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{secrets.token_hex(8)}")
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -54,6 +55,14 @@ def clean_temp(directory: str | Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def save_figure(fig, path: str | Path, dpi: int) -> Path:
+    """Save a matplotlib figure at `path` atomically (its format from the suffix; parent folders are made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi))
+    return path
 
 
 def copy_atomic(src: Path, dst: Path) -> None:

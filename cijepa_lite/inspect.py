@@ -30,7 +30,7 @@ from .engine import RunDir, load_encoders
 from .eval.features import default_device
 from .eval.maps import continuity, pca_rgb
 from .eval.monitors import rankme
-from .files import write_json
+from .files import save_figure, write_json
 from .method import CIJEPA
 from .plots import plot_feature_maps, plot_inspect_curves
 
@@ -166,7 +166,7 @@ def inspect_run(run_dir: str | Path, images: Sequence[str | Path] = (VAL,), *, o
     out.parent.mkdir(parents=True, exist_ok=True)
     titles = [f"{name}\n{k}" for name, items in sets.items() for k, _ in items]
     files = {"maps": out, "curves": out.with_name(f"{out.stem}-curves.png"), "json": out.with_suffix(".json")}
-    plot_feature_maps(shown, titles, maps, f"{cfg.run_id} step {ckpt.step}").savefig(files["maps"], dpi=100)
-    plot_inspect_curves(result).savefig(files["curves"], dpi=120)
+    save_figure(plot_feature_maps(shown, titles, maps, f"{cfg.run_id} step {ckpt.step}"), files["maps"], dpi=100)
+    save_figure(plot_inspect_curves(result), files["curves"], dpi=120)
     write_json(files["json"], result)
     return {**result, "files": {k: str(v) for k, v in files.items()}}

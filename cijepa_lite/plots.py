@@ -10,6 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from .engine import RunDir, read_config, read_metrics
+from .files import save_figure
 from .eval.results import comparable_row, load_results, load_writeup
 
 WRITEUP_COLOUR, KIT_COLOUR, RANDOM_COLOUR = "0.65", "C1", "0.35"
@@ -191,7 +192,7 @@ def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dir
         figures[f"curves-{Path(run).name}.png"] = plot_curves(run)
     paths = []
     for name, fig in figures.items():
-        fig.savefig(out_dir / name, dpi=120)
+        save_figure(fig, out_dir / name, dpi=120)
         paths.append(out_dir / name)
     return paths
 
@@ -251,8 +252,7 @@ def save_curves(run_dirs: list[str | Path]) -> list[Path]:
     paths = []
     for run in run_dirs:
         path = RunDir(run).figure_file("curves.png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        plot_curves(run).savefig(path, dpi=120)
+        save_figure(plot_curves(run), path, dpi=120)
         paths.append(path)
     return paths
 

@@ -182,3 +182,70 @@ def test_the_rows_summary_gives_each_rows_mean_and_range_and_the_rank_correlatio
     assert row_summary(states)["spearman"] == pytest.approx(1.0)
     states[-1].update(top1=40.0)  # C's mean 65.0: A > B > C against A > C > B
     assert row_summary(states)["spearman"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow  # a real process, paused
+def test_a_paused_session_adds_no_hours(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cijepa_lite.campaign.state import hours_spent, seconds_per_step
+    from cijepa_lite.engine import read_metrics
+
+    root, run, pause_s = Path(__file__).resolve().parents[1], tmp_path / "run", 20.0
+    proc = subprocess.Popen([sys.executable, "-m", "cijepa_lite", "pretrain", "--preset", "tiny", "--out", str(run),
+                             "--steps", "12", "--no-progress", "batch_size=16", "base_batch=16", "log_every=1",
+                             "ckpt_minutes=1e9", "knn_every_epochs=none"], cwd=root, stderr=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(root)})
+    while not (run / "metrics.jsonl").exists() or len(read_metrics(run)) < 4:  # paused mid-run (no time bound)
+        assert proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGSTOP)  # a suspended VM, a paused notebook
+    time.sleep(pause_s)
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait() == 0
+    rows = read_metrics(run)
+    step_s = seconds_per_step(rows, 16)
+    hours = hours_spent(rows, step_s)
+    assert hours * 3600 == pytest.approx(12 * step_s)  # steps x the measured step time
+    assert rows[-1]["time_s"] >= pause_s and hours * 3600 <= rows[-1]["time_s"] - pause_s  # the wall clock has it
+
+
+def test_a_rival_claim_visible_only_after_training_began_makes_the_session_yield_at_its_next_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    """Drive showed the rival's earlier claim long after any settle delay, once the session had written its first
+    checkpoint: the session writes no further checkpoint, every file it wrote carries its token, and the status
+    says who yielded to whom."""
+    from cijepa_lite.engine import RunDir, read_metrics
+
+    root = tmp_path / "c"
+    open_campaign(root, rows=["L200"], base="tiny", overrides=TINY)
+    original = RunDir.save
+    late = {}
+
+    def save_then_a_late_rival(self, step, *args, **kwargs):
+        path = original(self, step, *args, **kwargs)
+        if not late:  # the rival's claim (made earlier) becomes visible after the first checkpoint
+            late["rival"] = rival(root, "L200-s0", time.time() - 3600)
+        return path
+
+    monkeypatch.setattr(RunDir, "save", save_then_a_late_rival)
+    said = []
+    run_session(root, settle_s=0, progress=False, say=said.append,
+                overrides=["ckpt_minutes=0", "log_every=1", "knn_every_epochs=none"])
+    assert any(s.startswith("L200-s0: an earlier claim on ") and "yielded at step 2 without writing it" in s
+               for s in said), said
+    run = RunDir(root / "runs" / "L200-s0")
+    assert [p.name for p in checkpoint_files(run)] == ["step-00000001.pt"]
+    me = run.latest().meta["writer"]
+    assert {r["writer"] for r in read_metrics(run.path)} == {me}  # the fencing token in every file it wrote
+    assert cli.main(["campaign", "--root", str(root), "--status"]) == 0
+    assert f"session {me} yielded at step 1 to {late['rival']['session']}" in capsys.readouterr().out
+
+
+def checkpoint_files(run):
+    from cijepa_lite.engine import checkpoint
+
+    return checkpoint.candidates(run.checkpoint_dir)

@@ -1,9 +1,18 @@
-"""The CPU thread choice (cpus.py): the CPUs other work leaves free, never more than torch's own default."""
+"""The CPU thread choice (cpus.py): torch's own count whatever the load (the same weights on an idle or busy machine);
+asked for, the CPUs other work leaves free, never more than torch's own default."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from cijepa_lite import colab, cpus
 from cijepa_lite.cli import main
+from cijepa_lite.engine import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("usable, busy, default, expected", [
@@ -41,17 +50,50 @@ def test_a_busy_machine_gets_fewer_threads_and_one_line_saying_so(monkeypatch, t
     assert cpus.fit_threads() is None and torch.get_num_threads() == 2
 
 
-def test_the_command_line_and_the_notebooks_print_the_busy_line_at_start(monkeypatch, capsys, threads):
+def test_the_busy_machine_choice_only_when_asked_and_a_bad_threads_value_is_one_line(monkeypatch, capsys, threads):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(cpus, "usable_cpus", lambda: [0, 1])
     monkeypatch.setattr(cpus, "busy_cpus", lambda cpus, interval=0.5: 1.0)
     torch.set_num_threads(2)
-    assert main(["probe", "--run", "/nonexistent/run"]) == 1
+    assert main(["probe", "--run", "/nonexistent/run"]) == 1  # by default the load changes nothing
+    assert torch.get_num_threads() == 2 and "busy" not in capsys.readouterr().err
+    assert len(colab.status().splitlines()) == 1 and torch.get_num_threads() == 2
+    assert main(["probe", "--threads", "fit", "--run", "/nonexistent/run"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("note: busy machine: other processes keep 1.0 of 2 CPUs busy; using 1 torch thread")
     assert err[1].startswith("error: ") and len(err) == 2
     torch.set_num_threads(2)
-    assert colab.status().splitlines()[1].startswith("busy machine: ")
+    assert colab.status(threads="fit").splitlines()[1].startswith("busy machine: ")
+    assert main(["probe", "--threads", "1", "--run", "/nonexistent/run"]) == 1 and torch.get_num_threads() == 1
+    capsys.readouterr()
+    assert main(["probe", "--threads", "3", "--run", "/nonexistent/run"]) == 1
+    assert capsys.readouterr().err == ("error: --threads '3': give 'fit' or a whole number from 1 to 2 "
+                                       "(the usable CPUs)\n")
     torch.set_num_threads(2)
     main(["config"])  # commands that do not compute choose nothing
     assert torch.get_num_threads() == 2 and "busy" not in capsys.readouterr().err
+
+
+@pytest.mark.slow  # real processes
+def test_the_same_command_on_an_idle_and_on_a_loaded_machine_gives_bitwise_equal_weights(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "PYTHONPATH": str(ROOT)}
+
+    def pretrain(out: Path) -> dict:
+        subprocess.run([sys.executable, "-m", "cijepa_lite", "pretrain", "--preset", "tiny", "--out", str(out),
+                        "--steps", "2", "--no-progress", "batch_size=16", "base_batch=16", "ckpt_minutes=1e9"],
+                       env=env, cwd=ROOT, check=True, capture_output=True)
+        return RunDir(out).latest()
+
+    idle = pretrain(tmp_path / "idle")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in cpus.usable_cpus()]
+    try:
+        loaded = pretrain(tmp_path / "loaded")  # every CPU has a busy process beside the run
+        assert all(p.poll() is None for p in busy)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert idle.meta["torch_threads"] == loaded.meta["torch_threads"]
+    for part in ("student", "teacher", "predictors"):
+        a, b = getattr(idle, part), getattr(loaded, part)
+        assert [k for k in a if not torch.equal(a[k], b[k])] == []

@@ -8,7 +8,11 @@ writing its *own* file `claims/<entry>/<session>.json` (names never collide acro
 session id, host, pid, claim time and a heartbeat it rewrites every `HEARTBEAT_S`; then it waits
 `settle_s` for rivals' files to arrive and re-reads: among live claims the lowest (claim time, session id)
 wins and every other session deletes its file and moves on. The winner re-reads once more just before its
-first write into the run directory (`still_ours`). A claim is dead when its process is gone (same host) or
+first write into the run directory (`still_ours`), and again before every checkpoint: the claim is train()'s
+fence. Its session id is a fencing token written into every checkpoint (meta "writer") and metrics row
+("writer"), so a rival claim that Drive shows only after training began (whatever the delay) makes the session
+yield at its next checkpoint without writing it (`record_yield`; `campaign --status` names who yielded to whom),
+and what each session wrote stays attributable to it. A claim is dead when its process is gone (same host) or
 its heartbeat is older than `STALE_S` (another host).
 """
 from __future__ import annotations
@@ -31,6 +35,11 @@ HEARTBEAT_S = 30.0  # the holder rewrites its claim this often
 STALE_S = 600.0  # a claim from another host not rewritten this long (as its holder's clock says) is dead
 DRIVE_SETTLE_S = 120.0  # wait this long for a rival's claim to arrive through Drive's sync (docs/campaign.md)
 LOCAL_SETTLE_S = 2.0  # on one filesystem rivals' files are visible at once; the run lock guards the rest
+
+
+def yield_file(root: str | Path, entry: str) -> Path:
+    """Where the last session that yielded `entry` to a late-visible earlier claim says so."""
+    return Path(root) / CLAIMS_DIR / f"{entry}.yielded.json"
 
 
 def default_settle_s(root: str | Path) -> float:
@@ -95,6 +104,17 @@ class Claim:
             return True
         self.release()
         return False
+
+    @property
+    def token(self) -> str:
+        """The fencing token this session writes into every checkpoint and metrics row of the entry."""
+        return self.record["session"]
+
+    def record_yield(self, step: int) -> None:
+        """Note that this session yielded the entry at `step` to `winner()` (read by `campaign --status`)."""
+        best = self.winner()
+        write_json(yield_file(self.root, self.entry), {"session": self.token, "step": step, "time": time.time(),
+                                                       "yielded_to": best and best["session"]})
 
     def winner(self) -> dict | None:
         """The live claim that holds the entry now (the lowest (time, session)), or None."""

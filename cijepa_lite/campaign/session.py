@@ -17,8 +17,10 @@ from pathlib import Path
 from ..engine import checkpoint as checkpoints
 from ..engine import train
 from ..engine.lock import LockBusy
+from ..engine.train import RunYielded
 from ..eval.results import comparable_row, load_results, load_writeup, write_result
 from ..evaluate import evaluate_run
+from ..files import save_figure
 from ..plots import plot_table
 from .claim import Claim, default_settle_s, session_id
 from .figure import plot_campaign
@@ -131,7 +133,7 @@ def _work(root: Path, pick: dict, cfg, claim: Claim, budget: Budget, local, prob
             start = newest_step(run)
             left = budget.steps_left()
             summary = train(cfg, run.path, max_steps=None if left is None else start + left,
-                            time_budget_s=budget.train_seconds(), progress=progress)
+                            time_budget_s=budget.train_seconds(), progress=progress, fence=claim)
             budget.steps_done += summary["step"] - summary["start_step"]
             say(f"{pick['id']}: trained steps {summary['start_step']}-{summary['step']} of {summary['total_steps']}"
                 f" ({summary['stopped']})")
@@ -139,6 +141,9 @@ def _work(root: Path, pick: dict, cfg, claim: Claim, budget: Budget, local, prob
                 return
         path = probe_entry(root, pick["id"], run, progress)
         say(f"{pick['id']}: probed, wrote {path}")
+    except RunYielded as e:  # a rival's earlier claim became visible while training: its run from now on
+        claim.record_yield(newest_step(run))
+        say(f"{pick['id']}: {e}; passing")
     except LockBusy as e:  # a run folder locked by a process outside the campaign's claims
         say(f"{pick['id']}: {e}; passing")
     except (RuntimeError, ValueError) as e:  # a non-finite stop, a config refusal, an unusable checkpoint
@@ -177,8 +182,7 @@ def save_campaign_figures(root: Path, out: dict) -> list[Path]:
     paths = []
     for name, fig in campaign_figures(root, out).items():
         paths.append(figure_path(root, name))
-        paths[-1].parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(paths[-1], dpi=110)
+        save_figure(fig, paths[-1], dpi=110)
     return paths
 
 

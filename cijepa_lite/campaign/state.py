@@ -24,7 +24,7 @@ from ..engine import RunDir, read_metrics
 from ..engine import checkpoint as checkpoints
 from ..eval.results import load_results, load_writeup
 from ..files import write_json
-from .claim import live_claims
+from .claim import live_claims, yield_file
 from .spec import entries, entry_config
 
 RUNS_DIR, RESULTS_DIR, FAILED_DIR = "runs", "results", "failed"
@@ -114,6 +114,7 @@ def entry_state(root: Path, spec: dict, entry: dict, session: dict | None = None
     claims = live_claims(root, entry["id"])
     failed = failure_file(root, entry["id"])
     reason = json.loads(failed.read_text())["reason"] if failed.exists() else None
+    yielded = json.loads(yield_file(root, entry["id"]).read_text()) if yield_file(root, entry["id"]).exists() else None
     if reason is not None:
         state = "failed"
     elif record is not None:
@@ -122,13 +123,28 @@ def entry_state(root: Path, spec: dict, entry: dict, session: dict | None = None
         state = "pretrained"
     else:
         state = "training" if step > 0 or claims else "queued"
-    ips = [r["images_per_s"] for r in rows[1:] if r.get("images_per_s")]
+    step_s = seconds_per_step(rows, cfg.batch_size)
     return {"id": entry["id"], "row": entry["row"], "seed": entry["seed"], "state": state, "step": step,
             "total_steps": total, "epochs": cfg.epochs, "top1": record["top1"] if record else None,
             "model": f"ViT {cfg.depth}x{cfg.embed_dim}, {cfg.img_size}px", "dataset": Path(cfg.dataset).name,
-            "reason": reason, "claimed_by": claims[0]["session"] if claims else None,
-            "hours_spent": rows[-1]["time_s"] / 3600 if rows else 0.0,
-            "step_s": cfg.batch_size / statistics.median(ips) if ips else None, "run_dir": str(run.path)}
+            "reason": reason or (yielded and f"session {yielded['session']} yielded at step {yielded['step']} to "
+                                           f"{yielded['yielded_to']}, whose claim became visible late"),
+            "claimed_by": claims[0]["session"] if claims else None,
+            "hours_spent": hours_spent(rows, step_s), "step_s": step_s, "run_dir": str(run.path)}
+
+
+def seconds_per_step(rows: list[dict], batch_size: int) -> float | None:
+    """A run's measured seconds per step: the median over its logged intervals (the first, warming up, left out)."""
+    ips = [r["images_per_s"] for r in rows[1:] if r.get("images_per_s")]
+    return batch_size / statistics.median(ips) if ips else None
+
+
+def hours_spent(rows: list[dict], step_s: float | None) -> float:
+    """Training hours of a run: its steps x its measured step time, so a paused session or a suspended VM (wall
+    time in the rows' time_s) is not counted; a run with one logged row has only its wall time."""
+    if not rows:
+        return 0.0
+    return (rows[-1]["step"] * step_s if step_s else rows[-1]["time_s"]) / 3600
 
 
 def campaign_states(root: str | Path, spec: dict, session: dict | None = None, local: Path | None = None) -> list[dict]:

@@ -58,6 +58,20 @@ def check_reachable(endpoint: str, timeout: float = 5.0) -> None:
                              f"HF_ENDPOINT), or download the parquet shards elsewhere and pass --parquet-dir") from None
 
 
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a dropped or failing connection in every huggingface_hub the requirements allow: its HTTP
+    error, OSError (0.x's requests errors are OSErrors), and httpx's (1.x, 2.x: not OSErrors) where importable."""
+    from huggingface_hub.utils import HfHubHTTPError
+
+    errors = [HfHubHTTPError, OSError]
+    for module, name in (("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def download_imagenet100(download_dir: str | Path, revision: str = HUB_REVISION, token: str | None = None,
                          retries: int = 3, endpoint: str | None = None) -> Path:
     """Download the parquet shards of clane9/imagenet-100 at `revision` into `download_dir`; returns it.
@@ -98,7 +112,6 @@ def snapshot(repo: str, revision: str, token: str | None, retries: int, endpoint
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import (
         GatedRepoError,
-        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -118,9 +131,11 @@ def snapshot(repo: str, revision: str, token: str | None, retries: int, endpoint
         except LocalEntryNotFoundError as e:
             why = "offline mode (HF_HUB_OFFLINE=1) and no complete local copy" if offline else "the Hub is unreachable"
             raise HubUnreachable(f"cannot download {what} into {into}: {why} ({e})") from None
-        except (HfHubHTTPError, OSError) as e:
+        except transport_errors() as e:
             if attempt == retries:
-                raise HubUnreachable(f"downloading {what} failed {retries} times; last error: {e}") from None
+                last = (str(e).strip().splitlines() or [""])[0]  # one line: hub errors may carry a server's page
+                raise HubUnreachable(f"downloading {what} failed {retries} times; last error: {type(e).__name__}: "
+                                     f"{last}; rerun the same command to resume the download") from None
             time.sleep(2**attempt)  # files completed so far are kept and skipped next time
     raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from ..data.loading import env_seconds
+
 TIMEOUT_ENV = "CIJEPA_DIST_TIMEOUT_S"  # seconds a collective may wait for the slowest rank
 DEFAULT_TIMEOUT_S = 600.0  # covers rank 0's checkpoint write and kNN reading while the others wait
 
@@ -47,11 +49,7 @@ class Dist:
 
 def timeout_s() -> float:
     """The process group's timeout: $CIJEPA_DIST_TIMEOUT_S or DEFAULT_TIMEOUT_S."""
-    value = os.environ.get(TIMEOUT_ENV, "")
-    try:
-        return float(value) if value else DEFAULT_TIMEOUT_S
-    except ValueError:
-        raise ValueError(f"{TIMEOUT_ENV}={value!r}: must be a number of seconds") from None
+    return env_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
 
 
 def setup() -> Dist:

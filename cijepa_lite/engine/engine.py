@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from .. import rng
 from ..config import Config
 from ..data import Augmented, StepBatches, normalize, pretrain_transform
-from ..data.loading import auto_workers, ignore_stop_signals, prefetch_factor
+from ..data.loading import auto_workers, ignore_stop_signals, loader_timeout_s, prefetch_factor
 from ..method import CIJEPA, MaskSampler, compile_parts, depth_key, ema_momentum, ema_update, sample_source_depths
 from ..method.objective import weight_rows
 from .distributed import Dist, RunFailed, all_reduce_mean, gather_flags
@@ -118,7 +118,7 @@ class Engine:
         return DataLoader(Augmented(source, pretrain_transform(cfg.img_size, cfg.crop_scale)), batch_sampler=batches,
                           num_workers=workers, pin_memory=d.device.type == "cuda", persistent_workers=workers > 0,
                           prefetch_factor=prefetch_factor(batch_bytes, workers), generator=torch.Generator().manual_seed(0),
-                          worker_init_fn=ignore_stop_signals)
+                          worker_init_fn=ignore_stop_signals, timeout=loader_timeout_s() if workers else 0)
 
     def step(self, step: int, images: torch.Tensor, signum: int = 0) -> torch.Tensor:
         """One optimizer step (all micro-batches); returns this rank's pooled teacher features (B / world, D).

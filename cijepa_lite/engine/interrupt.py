@@ -5,6 +5,9 @@ one that records the signal; the loop finishes the step in flight, writes a chec
 `RunInterrupted`. A second Ctrl-C raises KeyboardInterrupt at once (no checkpoint) for a run that
 must die now. The previous handlers come back when the run ends.
 
+Before the loop (locking, opening data, building the model) `SetupStop` ends the run at once instead: nothing
+is trained yet, every file is written atomically (files.py), so there is nothing to save and nothing half-written.
+
 With several processes the signal of any rank is agreed at the next step (Engine.step), so every
 rank checkpoints the same step and exits with the same status. After SIGTERM the kit has
 SIGTERM_GRACE_S (torchrun's and SLURM's default 30 s before SIGKILL, less a margin) for the step in
@@ -77,3 +80,16 @@ class StopRequest:
     @staticmethod
     def name_of(signum: int) -> str:
         return signal.Signals(signum).name if signum else ""
+
+
+class SetupStop(StopRequest):
+    """While a run sets up (a context manager, main thread only): SIGINT / SIGTERM raise RunInterrupted at once
+    (exit 130 / 143, one line); the loop's StopRequest takes over from its first step."""
+
+    def __init__(self, quiet: bool = False):
+        super().__init__()
+        self.quiet = quiet  # another rank (rank 0) says it
+
+    def _handle(self, signum, frame) -> None:
+        raise RunInterrupted(f"{self.name_of(signum)} before the first step (while setting up): nothing "
+                             "trained, nothing half-written; rerun the same command to start", signum, quiet=self.quiet)

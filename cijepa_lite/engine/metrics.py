@@ -11,6 +11,8 @@ import math
 import warnings
 from pathlib import Path
 
+from ..files import write_atomic
+
 
 def metrics_row(line: str) -> tuple[dict | None, str | None]:
     """(row, None) for a valid row, (None, None) for a blank line, (None, why) for a damaged one."""
@@ -47,7 +49,8 @@ class MetricsLog:
         self.path = Path(path)
         if self.path.exists():
             kept = [row for row in read_rows(self.path) if row["step"] <= resume_step]
-            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            text = "".join(json.dumps(row) + "\n" for row in kept).encode()
+            write_atomic(self.path, lambda f: f.write(text))  # a kill mid-rewrite keeps the old log whole
 
     def write(self, row: dict) -> None:
         with open(self.path, "a") as f:

@@ -5,7 +5,10 @@ one), so it never holds more than `keep` (`keep + 1` when keep is 1) and always 
 complete copy; the free space is checked first (`shutil.disk_usage`). Old copies are emptied before
 they are deleted: Google Drive moves files deleted through its mount to its trash, where they count
 against the quota for 30 days; an emptied file is 0 bytes there. Every failure is recorded with
-the mirror's path and the reason (`failures`, `status()`), for the run summary and the metrics.
+the mirror's path and the reason (`failures`, `status()`), for the run summary and the metrics. A mirror that
+keeps failing is warned about once (its first failure after a success); after each failed copy the next ones wait
+a doubling pause (`pause_s`, at most MAX_PAUSE_S; the last copy at `close()` is always tried) and `summary()` gives
+one line for the end of the run.
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from pathlib import Path
 
 from ..files import copy_atomic
 from . import checkpoint
+
+
+MAX_PAUSE_S = 1800.0  # the longest wait between tries of a mirror that keeps failing
 
 
 class NoRoom(OSError):
@@ -42,6 +48,8 @@ class Mirror:
         self._closed = False
         self.failures: list[str] = [f"mirror {self.directory}: {unavailable}"] if unavailable else []
         self.unavailable = unavailable
+        self.pause_s = 60.0  # the first wait after a failed copy; doubled after each further one
+        self._streak, self._resume_at = 0, 0.0  # failed copies in a row; time.monotonic() of the next try
         try:
             newest = checkpoint.candidates(self.checkpoint_dir)
         except OSError:  # a dropped mount: the first copy reports it
@@ -74,7 +82,11 @@ class Mirror:
     def _fail(self, pt: Path, reason: str) -> None:
         message = f"mirror {self.directory}: {pt.name} not copied: {reason}"
         self.failures.append(message)
-        warnings.warn(message, stacklevel=2)
+        if self._streak == 0:  # once, not at every checkpoint of a run whose mirror stays down
+            warnings.warn(f"{message} (further failures are counted, retried with back-off and summed up at the "
+                          "end of the run)", stacklevel=2)
+        self._streak += 1
+        self._resume_at = time.monotonic() + min(MAX_PAUSE_S, self.pause_s * 2 ** (self._streak - 1))
 
     def _copy_once(self, pt: Path, extra: list[Path]) -> None:
         """Prune, check the free space, copy; OSError on a failed copy (the older copy stays)."""
@@ -93,6 +105,9 @@ class Mirror:
     def _copy_with_retries(self, pt: Path, extra: list[Path]) -> None:
         if self.unavailable:
             return self._fail(pt, self.unavailable)
+        if time.monotonic() < self._resume_at:
+            return self._fail(pt, f"skipped: the last {self._streak} copies failed (the next try waits "
+                                  f"{self._resume_at - time.monotonic():.0f} s more)")
         for attempt in range(1, self.retries + 1):
             if self._superseded():  # a newer checkpoint is waiting: copy that one instead
                 return
@@ -100,7 +115,7 @@ class Mirror:
                 return self._fail(pt, "pruned locally before it could be copied (keep_checkpoints too small?)")
             try:
                 self._copy_once(pt, extra)
-                self.copied = pt.name
+                self.copied, self._streak, self._resume_at = pt.name, 0, 0.0
                 return
             except NoRoom as e:
                 return self._fail(pt, str(e))
@@ -116,10 +131,18 @@ class Mirror:
             line += f"; {len(self.failures)} failed, last: {self.failures[-1]}"
         return line
 
+    def summary(self) -> str | None:
+        """One line on the copies that failed this run (None if none did)."""
+        if not self.failures:
+            return None
+        first, last = self.failures[0], self.failures[-1]
+        return f"{len(self.failures)} mirror copies failed this run; first: {first}" + (
+            f"; last: {last}" if last != first else "")
+
     def close(self, timeout_s: float = 600.0) -> bool:
-        """Let the queued copy finish (at most `timeout_s`); False if it is still running."""
+        """Let the queued copy finish (at most `timeout_s`, tried even during a back-off); False if still running."""
         with self._wake:
-            self._closed = True
+            self._closed, self._resume_at = True, 0.0
             self._wake.notify()
         self._thread.join(timeout_s)
         if self._thread.is_alive():

@@ -12,6 +12,7 @@ import time
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import open_source
+from ..data.loading import LoaderFailed, guarded
 from ..eval.knn import KNNMonitor
 from ..eval.monitors import normalized_std, rankme
 from ..method import ema_momentum
@@ -27,13 +29,17 @@ from ..provenance import provenance
 from . import checkpoint, distributed
 from .distributed import RunFailed
 from .engine import Engine
-from .interrupt import RunInterrupted, StopRequest
+from .interrupt import RunInterrupted, SetupStop, StopRequest
 from .optim import learning_rate
 from .resume import keep_threads, resume_point, say_where
 from .rundir import RunDir
 from .tracking import Tracker
 
 MIRROR_FLUSH_S = 600.0  # at the end of a run, the mirror gets this long to finish its last copy
+
+
+class RunYielded(RunFailed):
+    """A campaign session found a rival's earlier claim at a checkpoint and stopped without writing it."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Schedule:
 
 def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, allow_config_change: bool = False,
           time_budget_s: float | None = None, source=None, progress: bool = True,
-          on_log: Callable[[dict], None] | None = None) -> dict:
+          on_log: Callable[[dict], None] | None = None, fence=None) -> dict:
     """Pretrain `cfg` in `run_dir`, resuming from its newest valid checkpoint (here or in cfg.mirror_dir).
 
     Under torchrun rank 0 alone locks the run directory, chooses the checkpoint and restores from the
@@ -67,6 +73,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         source: a data source to use instead of `cfg.dataset` (map-style, items (PIL image, label)).
         progress: show a tqdm progress bar.
         on_log: called on rank 0 with every metrics row as it is logged (e.g. a live plot in a notebook).
+        fence: a campaign's claim (`token`, `still_ours()`): its token goes into every checkpoint and metrics row,
+            and each checkpoint is written only while the claim still holds, else RunYielded (campaign/claim.py).
     Returns:
         a summary: step reached, total steps, the last checkpoint path, the last logged metrics, mirror failures,
         whether the mirror holds the newest checkpoint, the world size.
@@ -80,8 +88,10 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     run = RunDir(run_dir, cfg.mirror_dir)
     try:
         with ExitStack() as held, distributed.peers_alive(d):
-            cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
-            return _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log)
+            with SetupStop(quiet=not d.main):  # a signal before the first step: a clean stop at once
+                cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
+                summary, loop = _set_up(cfg, run, d, ckpt, t_start, max_steps, source, fence)
+            return summary if loop is None else loop(time_budget_s, progress, summary, on_log)
     except RunInterrupted as e:
         raise e.with_traceback(None)  # nothing of the run stays referenced (a notebook keeps the traceback)
     except OSError as e:  # a read-only, full or failing local disk: the real error, and what is safe
@@ -93,8 +103,9 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         distributed.teardown(d)
 
 
-def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progress, on_log) -> dict:
-    """`train` with the run directory locked and the checkpoint chosen."""
+def _set_up(cfg, run, d, ckpt, t_start, max_steps, source, fence) -> tuple[dict, Callable | None]:
+    """`train`'s set-up with the run directory locked and the checkpoint chosen: the summary so far and the step
+    loop to run (None when the run is already at its stop)."""
     source = source if source is not None else open_source(cfg.dataset, "train", cfg.img_size, cfg.data_dir)
     steps_per_epoch = len(source) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -119,22 +130,24 @@ def _train(cfg, run, d, ckpt, t_start, max_steps, time_budget_s, source, progres
                "checkpoint": resumed_from, "stopped": schedule.why(start), "world": d.world, "rank": d.rank,
                "mirror_has_newest": None}
     if start >= schedule.stop:
-        return summary
-    loop = _Loop(engine, run, schedule, t_start)
-    return loop.run(engine.loader(source, start, schedule.stop), time_budget_s, progress, summary, on_log)
+        return summary, None
+    return summary, partial(_Loop(engine, run, schedule, t_start, fence).run,
+                            engine.loader(source, start, schedule.stop))
 
 
 class _Loop:
     """The step loop of `train`: logging, kNN readings, checkpoints, the time budget, agreed stops."""
 
-    def __init__(self, engine: Engine, run: RunDir, schedule: Schedule, t_start: float):
-        self.engine, self.run_dir, self.schedule, self.t_start = engine, run, schedule, t_start
+    def __init__(self, engine: Engine, run: RunDir, schedule: Schedule, t_start: float, fence=None):
+        self.engine, self.run_dir, self.schedule, self.t_start, self.fence = engine, run, schedule, t_start, fence
+        self.writer = {"writer": fence.token} if fence is not None else {}  # the fencing token of every file
         self.cfg, self.d = engine.cfg, engine.dist
         self.mirror = run.open_mirror() if self.d.main else None
         # Read at log steps every cfg.knn_every_epochs, by rank 0; the others wait at the next collective.
         self.knn = KNNMonitor(self.cfg, self.d.device) if self.cfg.knn_every_epochs and self.d.main else None
         self.saved: str | None = None  # the newest checkpoint written by this session (rank 0; "" elsewhere)
         self.saved_step = -1
+        self.loader_failed = ""  # why a loader worker (of any rank) ended the batches
 
     def run(self, loader, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d, sched = self.cfg, self.d, self.schedule
@@ -147,7 +160,7 @@ class _Loop:
         stop = StopRequest()
         try:
             with stop:
-                for step, (images, _) in enumerate(loader, start=sched.start):
+                for step, (images, _) in enumerate(self._batches(loader), start=sched.start):
                     teacher_feats = self.engine.step(step, images, stop.signum or 0)
                     stopping = self._stop_signal(stop)
                     bar.update(1)
@@ -179,7 +192,7 @@ class _Loop:
                     if out_of_time or stopping:
                         break
             interrupted = bool(stopping) and done < sched.stop
-            if interrupted:
+            if interrupted or (self.loader_failed and done > sched.start):
                 self.save(done)  # once: not again when the stop fell on a periodic save
         finally:
             bar.close()
@@ -190,9 +203,32 @@ class _Loop:
                        checkpoint=self.saved if self.saved is not None else summary["checkpoint"],
                        oom_events=self.engine.oom_events)
         self._agree_mirror(summary)
+        if self.loader_failed:
+            raise RunFailed(f"{self.loader_failed}; checkpoint {summary['checkpoint'] or 'none'} at step "
+                            f"{done}; then rerun the same command to resume", quiet=not self.d.main)
         if interrupted:
             self._interrupted(summary, stopping)
         return summary
+
+    def _batches(self, loader):
+        """The loader's batches while every rank has its own: a dead or hung worker on any rank ends them on all
+        (one flag per step is gathered with several ranks), with `loader_failed` saying why."""
+        batches = guarded(loader)
+        while True:
+            batch, why = None, ""
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return  # every rank has the same number of steps
+            except LoaderFailed as e:
+                why = str(e)
+            if self.d.world > 1 and distributed.gather_flags(self.d, torch.tensor([float(bool(why))], device=self.d.device)).any():
+                whys = distributed.gather_objects(self.d, why)
+                why = "; ".join(f"rank {r}: {w}" for r, w in enumerate(whys) if w)
+            if why:
+                self.loader_failed = why
+                return
+            yield batch
 
     def _stop_signal(self, stop: StopRequest) -> int:
         """The signal to stop at after this step: this process's own, or with several ranks the one they agreed on
@@ -217,6 +253,7 @@ class _Loop:
         self.mirror.close(timeout_s)
         newest = self.saved or summary["checkpoint"]
         summary["mirror_failures"] = list(self.mirror.failures)
+        summary["mirror_summary"] = self.mirror.summary()
         summary["mirror_status"] = self.mirror.status()
         summary["mirror_has_newest"] = newest is None or self.mirror.copied == Path(newest).name
 
@@ -237,7 +274,7 @@ class _Loop:
             "skipped": sums["skipped"], "consecutive_skips": sums["consecutive_skips"],
             "micro_batch": self.engine.micro, "oom_halvings": self.engine.halvings, "world": self.d.world,
             "time_s": sched.wall_before + time.time() - self.t_start,
-            **({"mirror_failures": len(self.mirror.failures)} if self.mirror is not None else {}),
+            **({"mirror_failures": len(self.mirror.failures)} if self.mirror is not None else {}), **self.writer,
         }
 
     def _check_health(self, row: dict, done: int) -> None:
@@ -248,15 +285,19 @@ class _Loop:
                             "Lower the learning rate (base_lr) or check the data; rerun to resume from the last "
                             "checkpoint", quiet=not self.d.main)
         if row["skipped"] > 0 and self.d.main:
-            warnings.warn(f"non-finite loss in {row['skipped']} of the steps before {done}: updates skipped")
+            warnings.warn(f"non-finite loss in {row['skipped']} of the steps before {done}: updates skipped",
+                          stacklevel=4)  # the caller of train() (-> _Loop.run -> here)
 
     def save(self, step: int) -> str:
         """Checkpoint `step` on rank 0 (all ranks hold the same weights) once; never one with non-finite weights."""
         if step == self.saved_step:
             return self.saved
         path = None
+        if self.fence is not None and distributed.broadcast_flags(self.d, self.d.main and not self.fence.still_ours())[0]:
+            raise RunYielded(f"an earlier claim on {self.run_dir.path} became visible late: yielded at step {step} "
+                             f"without writing it (earlier checkpoints are {self.fence.token}'s)", quiet=not self.d.main)
         if self.d.main:
-            meta = {**provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
+            meta = {**self.writer, **provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
                     "total_steps": self.schedule.total, "world": self.d.world,
                     "torch_threads": torch.get_num_threads(),  # CPU results depend on it: a resume keeps it
                     "wall_time_s": self.schedule.wall_before + time.time() - self.t_start,

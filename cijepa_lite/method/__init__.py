@@ -1,6 +1,6 @@
 """The method of the write-up, and nothing else: it reads on its own.
 
-encoder.py    the ViT (student and EMA teacher): timm blocks, 2-D RoPE, no final norm, every depth's state
+encoder.py    the ViT (student and EMA teacher): timm blocks, 2-D RoPE (or sin-cos), no final norm (or one), every depth
 predictor.py  one narrow predictor P_s per source depth, with its fused heads H_{s->t}
 norm.py       the predictors' LayerNorm, saving only its input under autocast (also vmapped)
 masks.py      I-JEPA multi-block masks (upstream-faithful or corrected)

@@ -1,5 +1,8 @@
 """How a CPU run slows down beside one busy process, with torch's default threads and with cpus.fit_threads.
 
+"default" is the kit's default since issue 29 (the same weights whatever the load); "fit" is `--threads fit`,
+the default before it (the CPUs free at start: faster beside other work, weights that depend on the load).
+
 Each measurement is a fresh process that pretrains `--steps` steps of the `tiny` preset (the demo's model, on the
 digits) and reports the wall time of train(); "beside" runs it next to `python -c "while True: pass"`. The modes
 and conditions are interleaved, pair after pair, so a drift in the machine's speed hits all of them alike.
@@ -37,6 +40,7 @@ print(json.dumps({"threads": torch.get_num_threads(), "seconds": seconds, "note"
 def measure(mode: str, steps: int, beside: bool) -> dict:
     """One fresh process's train() wall time for `steps` tiny steps in `mode`, alone or beside a busy process."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = os.path.abspath(env.get("PYTHONPATH") or ".")  # the child runs in the temp folder
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if beside else None
     try:
         if busy:

@@ -169,3 +169,36 @@ def test_an_unlabelled_hub_dataset_pretrains_and_is_inspected_and_probe_says_it_
     assert main(["probe", "--run", str(run), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "probe needs labels" in err
+def _dropped_connections():
+    """A dropped connection as each transport the allowed huggingface_hub versions use raises it, where installed."""
+    errors = []
+    for module, name, *args in (("httpx", "RemoteProtocolError", "peer closed connection"),  # hub >= 1.0
+                                ("httpx", "ReadTimeout", "read timed out"),
+                                ("requests.exceptions", "ChunkedEncodingError", "connection broken")):  # hub 0.x
+        cls = getattr(pytest.importorskip(module), name)
+        errors.append(pytest.param(cls(*args), id=f"{module}.{name}"))
+    return errors
+
+
+@pytest.mark.parametrize("error", _dropped_connections())
+def test_a_dropped_download_is_retried_with_backoff_then_reported_in_one_line(tmp_path, monkeypatch, error):
+    import huggingface_hub
+
+    calls, waits = [], []
+
+    def snapshot_download(*args, **kwargs):
+        calls.append(kwargs["local_dir"])
+        if len(calls) < 3:
+            raise error  # two drops, then the download completes
+        return kwargs["local_dir"]
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(hub, "check_reachable", lambda endpoint: None)
+    monkeypatch.setattr(hub.time, "sleep", waits.append)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert hub.download_imagenet100(tmp_path, retries=3) == tmp_path and len(calls) == 3 and waits == [2, 4]
+    calls.clear()
+    with pytest.raises(hub.HubUnreachable) as raised:
+        hub.download_imagenet100(tmp_path, retries=2)
+    assert len(calls) == 2 and "\n" not in str(raised.value)
+    assert str(raised.value).startswith("downloading clane9/imagenet-100@") and str(error) in str(raised.value)

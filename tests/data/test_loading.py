@@ -22,3 +22,19 @@ def test_prefetch_is_sized_to_shared_memory_and_warns_when_it_is_small():
     assert prefetch_factor(batch, 8, free=int(1.5 * 2**30)) == 2  # fills at most half of /dev/shm
     with pytest.warns(UserWarning, match="shm-size"):
         assert prefetch_factor(batch, 8, free=64 * 2**20) == 1  # Docker's default 64 MB
+
+
+def test_worker_counts_are_bounded_by_the_cpus_in_one_line_for_pretrain_and_bench(tmp_path, capsys):
+    from cijepa_lite.cli import main
+
+    bound = 2 * usable_cpus()
+    assert auto_workers(bound) == bound
+    with pytest.raises(ValueError, match=rf"num_workers=100000: at most {bound} loader processes on this machine"):
+        auto_workers(100000)
+    assert main(["pretrain", "--preset", "tiny", "--out", str(tmp_path / "run"), "--steps", "1", "--no-progress",
+                 "num_workers=100000"]) == 1
+    assert main(["bench", "--preset", "tiny", "--workers", "-1"]) == 1  # refused before any timing
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0:2] for line in err if line.startswith("error")] == [
+        ["error", " num_workers=100000"], ["error", " --workers=-1"]], err
+    assert not list((tmp_path / "run").glob("checkpoints/*.pt"))

@@ -6,6 +6,7 @@ The fault is JSON in $CIJEPA_TEST_FAULT, acted on by the rank it names ("rank", 
       wait until this process has received a signal (the agent forwards it);
   {"after": k, "kill": true, "once": path}: SIGKILL this process after step k, unless `path` exists (it is
       created first, so a restarted worker runs on);
+  {"after": k, "worker_signal": n}: after optimizer step k, send signal n to this rank's loader workers;
   {"oom_over": n}: every forward of more than n images raises a (simulated) out-of-memory error.
 The exit status goes to $CIJEPA_TEST_STATUS/rank<R> (rank<R>-attempt<N> in torchrun's restart N > 0) and is the
 process's, so a test reads every rank's.
@@ -69,6 +70,16 @@ def _kill(fault: dict) -> None:
     _after_step(fault["after"], act)
 
 
+def _worker_signal(fault: dict) -> None:
+    def act():
+        import psutil
+
+        for child in psutil.Process().children():  # the loader workers
+            os.kill(child.pid, fault["worker_signal"])
+
+    _after_step(fault["after"], act)
+
+
 def _oom(limit: int) -> None:
     original = CIJEPA.forward
 
@@ -87,6 +98,8 @@ def install(fault: dict) -> None:
         _signal(fault)
     if "kill" in fault:
         _kill(fault)
+    if "worker_signal" in fault:
+        _worker_signal(fault)
     if "oom_over" in fault:
         _oom(fault["oom_over"])
 

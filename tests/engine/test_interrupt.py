@@ -5,7 +5,7 @@ import signal
 import traceback
 
 import pytest
-from forkkit import Server, install_fault
+from forkkit import install_fault
 from test_train import compare_runs
 
 from cijepa_lite.config import get_config, parse_overrides
@@ -26,12 +26,6 @@ def uninterrupted(tmp_path_factory, server):
     run = tmp_path_factory.mktemp("uninterrupted")
     assert server.run(command(run), run.parent / "uninterrupted.log") == 0
     return run
-
-
-@pytest.fixture(scope="module")
-def server():
-    with Server() as s:
-        yield s
 
 
 @pytest.mark.slow
@@ -78,3 +72,18 @@ def test_a_stop_on_a_periodic_save_step_writes_that_checkpoint_once(tmp_path, mo
     with pytest.raises(RunInterrupted):  # ckpt_minutes=0: a periodic save at every log step, the stop's one too
         train(cfg, tmp_path, max_steps=STEPS, progress=False)
     assert saved == [1, 2]
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_setting_up_ends_cleanly_in_one_line_with_nothing_half_written(tmp_path, server, signum, status):
+    run, log = tmp_path / "run", tmp_path / "log"
+    argv = ["pretrain", "--preset", "tiny", "--out", str(run), "--steps", "2", "--no-progress", "batch_size=16",
+            "base_batch=16", "knn_every_epochs=none", f"mirror_dir={tmp_path / 'drive'}"]
+    assert server.run(argv, log, {"setup_signal": int(signum)}) == status, log.read_text()
+    text = log.read_text()
+    assert [line for line in text.splitlines() if line.startswith("stopped:")] == [
+        f"stopped: {signum.name} before the first step (while setting up): nothing trained, nothing half-written; "
+        "rerun the same command to start"] and "Traceback" not in text, text
+    left = sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p != log)
+    assert left == [], left  # no checkpoint, no temporary file, the locks released
+    assert server.run(argv, log) == 0, log.read_text()

@@ -1,28 +1,23 @@
-"""SIGKILL at 20 instants spanning checkpoint writes (the very first included) and mirror copies: every rerun
-of the same command completes and ends bitwise equal to the uninterrupted run."""
+"""SIGKILL at 20 instants spanning checkpoint writes (the very first included) and mirror copies, and at every
+rewrite of the metrics log: every rerun of the same command completes and ends bitwise equal to the uninterrupted
+run."""
 import random
+import shutil
 
 import pytest
-from forkkit import Server
 from test_train import compare_runs
 
-from cijepa_lite.engine import RunDir, checkpoint
+from cijepa_lite.engine import RunDir, checkpoint, read_metrics
 
 pytestmark = pytest.mark.slow  # real processes (see pyproject: the fast tier is -m "not slow")
 
 STEPS = 3
 
 
-def command(run, drive) -> list[str]:
-    return ["pretrain", "--preset", "tiny", "--out", str(run), "--steps", str(STEPS), "--no-progress",
+def command(run, drive, steps: int = STEPS) -> list[str]:
+    return ["pretrain", "--preset", "tiny", "--out", str(run), "--steps", str(steps), "--no-progress",
             "batch_size=16", "base_batch=16", "log_every=1", "ckpt_minutes=0", "keep_checkpoints=2",
             "knn_every_epochs=none", f"mirror_dir={drive}"]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with Server() as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
@@ -51,4 +46,28 @@ def test_sigkill_at_20_file_events_then_the_same_command_ends_bitwise_equal(tmp_
         mirrored = checkpoint.candidates(RunDir(drive).checkpoint_dir)
         if diffs or not mirrored or checkpoint.validate(mirrored[0]) is not None:
             failed.append(f"event {n}: differs in {diffs[:3]}, mirror holds {[p.name for p in mirrored]}")
+    assert failed == []
+
+
+def test_sigkill_at_every_rewrite_of_the_metrics_log_loses_no_row(tmp_path, server, uninterrupted):
+    """The resume cuts metrics.jsonl back to its checkpoint (a rewrite), the mirror copies it: kills at each."""
+    reference, _ = uninterrupted
+    first = tmp_path / "first"
+    assert server.run(command(first / "run", first / "drive", STEPS - 1), tmp_path / "log") == 0
+    count = {"kill_at": 0, "only": "metrics.jsonl", "events": str(tmp_path / "events")}
+    shutil.copytree(first, tmp_path / "count")
+    assert server.run(command(tmp_path / "count/run", tmp_path / "count/drive"), tmp_path / "log", count) == 0
+    total = int((tmp_path / "events").read_text())
+    assert total >= 6  # the rewrite (fsync, rename) and the mirror's copy of it
+    failed = []
+    for n in range(1, total + 1):
+        root = tmp_path / f"k{n}"
+        shutil.copytree(first, root)
+        run, drive, log = root / "run", root / "drive", root / "log"
+        assert server.run(command(run, drive), log, {**count, "kill_at": n}) == -9, log.read_text()
+        kept = [[r["step"] for r in read_metrics(where)] for where in (run, drive)]
+        if any(steps not in ([1, 2], [1, 2, 3]) for steps in kept):
+            failed.append(f"event {n}: the logs after the kill hold steps {kept}")
+        if server.run(command(run, drive), log) != 0 or compare_runs(reference, run):
+            failed.append(f"event {n}: the rerun failed or differs: {log.read_text()[-300:]}")
     assert failed == []

@@ -152,3 +152,20 @@ def test_two_nodes_with_their_own_out_resume_consistently_or_refuse_in_one_line(
     codes, out = nodes(STEPS)
     assert codes == [0, 0], out
     assert compare_runs(together, outs[0]) == []
+
+
+def test_a_loader_worker_killed_on_rank_1_stops_every_rank_at_one_checkpoint_and_the_rerun_is_bitwise_equal(tmp_path):
+    steps = 7  # more than a worker prefetches (4) after the fault at step 0
+    reference = torchrun(tmp_path, pretrain(tmp_path / "reference", steps))
+    assert reference.returncode == 0, reference.stderr
+    run = tmp_path / "run"
+    out = torchrun(tmp_path, pretrain(run, steps), {"rank": 1, "after": 0, "worker_signal": int(signal.SIGKILL)}).stderr
+    assert statuses(tmp_path) == {"rank0": "1", "rank1": "1"}, out
+    saved = checkpoint.candidates(run / "checkpoints")
+    assert len(saved) == 1 and 1 <= int(saved[0].stem.split("-")[1]) < steps, out
+    errors = lines(out, "error:")
+    assert len(errors) == 1 and errors[0].startswith("error: rank 1: a loader worker (pid "), out
+    assert "killed by SIGKILL" in errors[0] and f"checkpoint {saved[0]} at step" in errors[0], out
+    again = torchrun(tmp_path, pretrain(run, steps))
+    assert again.returncode == 0, again.stderr
+    assert compare_runs(tmp_path / "reference", run) == []

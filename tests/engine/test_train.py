@@ -143,8 +143,9 @@ def test_non_finite_loss_skips_the_update_and_a_run_of_them_stops(tmp_path, sour
         return loss * float("nan"), stats
 
     monkeypatch.setattr(CIJEPA, "forward", poisoned)
-    with pytest.warns(UserWarning, match="non-finite loss in 1 of the steps"):
+    with pytest.warns(UserWarning, match="non-finite loss in 1 of the steps") as warned:
         train(small(), tmp_path, max_steps=4, source=source, progress=False)
+    assert warned[0].filename == __file__  # it points at the call of train(), not inside the kit
     after = final_state(tmp_path)
     assert after["step"] == 4
     assert read_metrics(tmp_path)[-1]["loss"] is None  # an interval with every step skipped: unknown, never 0.0
