@@ -13,33 +13,17 @@ import torch
 
 from .config import PRESETS, Config
 from .engine.memory import space_report as space_report  # the pretrain notebook's space check
-from .files import save_figure
 from .plots import sample_grid as sample_grid  # the data notebook's look at the prepared images
 from .provenance import device_name, versions
+from .showing import SMOKE as SMOKE, SMOKE_ENV as SMOKE_ENV, smoke_mode as smoke_mode, smoke_named as smoke_named
+from .showing import LivePlot as LivePlot, figure_path as figure_path, show as show, smoke_figure as smoke_figure
 
-SMOKE_ENV = "CIJEPA_SMOKE"  # "1": run every notebook end to end on CPU on locally generated data
 STORAGE_ENV = "CIJEPA_STORAGE"  # outside Colab: the folder that stands in for Google Drive
 WORKDIR_ENV = "CIJEPA_WORKDIR"  # fast local disk for runs and data (Colab: /content)
-SMOKE = "smoke"  # in smoke mode every run name and saved figure says so (the tiny model on digits, not a real run)
 
 
 def in_colab() -> bool:
     return "google.colab" in sys.modules
-
-
-def smoke_mode() -> bool:
-    """True when CIJEPA_SMOKE is set to a true value, or automatically when no GPU is present."""
-    flag = os.environ.get(SMOKE_ENV, "").strip().lower()
-    if flag in ("1", "true", "yes"):
-        return True
-    if flag in ("0", "false", "no"):
-        return False
-    return not torch.cuda.is_available()
-
-
-def smoke_named(name: str, smoke: bool) -> str:
-    """`name` as smoke mode spells it: prefixed with "smoke-" (unless it says smoke already); unchanged otherwise."""
-    return f"{SMOKE}-{name}" if smoke and SMOKE not in name else name
 
 
 def workdir() -> Path:
@@ -180,34 +164,6 @@ def picker(cfg: Config):
     return chooser
 
 
-def show(fig, path: str | Path) -> Path:
-    """Save `fig` (a matplotlib Figure) as the PNG `path` and display that PNG in the notebook; returns `path`.
-
-    Displaying the saved bytes works in Colab, Jupyter and headless runners alike, whatever the
-    matplotlib backend, and what is shown is exactly what is on disk. In smoke mode the file name starts with
-    "smoke-" and the title says smoke mode (unless they say so already).
-    """
-    import matplotlib.pyplot as plt
-    from IPython.display import Image, display
-
-    path = smoke_figure(fig, path)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)  # a pyplot-managed figure would otherwise be drawn a second time by the inline backend
-    display(Image(filename=str(path)))
-    return path
-
-
-def smoke_figure(fig, path: str | Path) -> Path:
-    """In smoke mode: mark `fig`'s title and return `path` with its name smoke_named; else `path` as it is."""
-    path = Path(path)
-    if not smoke_mode():
-        return path
-    title = fig.get_suptitle()
-    if SMOKE not in title:
-        fig.suptitle(f"{title}\n" * bool(title) + "SMOKE MODE: the tiny model on digits, not a real run", fontsize=9)
-    return path.with_name(smoke_named(path.name, True))
-
-
 def describe(cfg: Config) -> str:
     """A few lines on what a run will do."""
     from .picker import matching_run_id
@@ -218,37 +174,6 @@ def describe(cfg: Config) -> str:
             f"{cfg.intermediate_rows} intermediate rows, alpha={cfg.all_to_last_weight}, beta={cfg.last_to_last_weight}; "
             f"ViT {cfg.embed_dim}x{cfg.depth} at {cfg.img_size}px, batch {cfg.batch_size}, {cfg.epochs} epochs, "
             f"data {cfg.dataset if cfg.data_dir is None else cfg.data_dir}; Drive mirror {cfg.mirror_dir}")
-
-
-class LivePlot:
-    """An `on_log` callback for train(): redraws the run's curves in place every `every` logged rows
-    (saved as the run's figures/curves.png and shown from there)."""
-
-    def __init__(self, run_dir: str | Path, every: int = 5):
-        self.run_dir, self.every, self.rows, self.handle = Path(run_dir), every, 0, None
-
-    def __call__(self, row: dict) -> None:
-        from IPython.display import Image, display
-
-        from .plots import plot_curves
-
-        self.rows += 1
-        if self.rows % self.every:
-            return
-        fig = plot_curves(self.run_dir)
-        path = smoke_figure(fig, figure_path(self.run_dir, "curves.png"))
-        save_figure(fig, path, dpi=110)
-        if self.handle is None:
-            self.handle = display(Image(filename=str(path)), display_id=True)
-        else:
-            self.handle.update(Image(filename=str(path)))
-
-
-def figure_path(run_dir: str | Path, name: str) -> Path:
-    """Where a figure of a run is saved (the run directory's figures/ folder)."""
-    from .engine import RunDir
-
-    return RunDir(run_dir).figure_file(name)
 
 
 def local_run(name: str, smoke: bool, data_dir: Path) -> Path:

@@ -126,7 +126,8 @@ def test_the_headless_picker_cell_gives_nbclient_nothing_to_send_on_the_shell_ch
     """The cause of the stall after the picker cell: nbclient mirrors an Output widget (the picker's w[s, t] area)
     by sending comm messages on the shell channel while it waits on that channel for the cell's reply
     (jupyter/nbclient#312); the reply can then sit unread until the cell's timeout. Headless (smoke mode outside
-    Colab) the picker opens no widget, so nothing is sent; the widget picker (second cell) is the control."""
+    Colab) the picker opens no widget, and the widget picker (second cell) draws into an Image widget, not an Output
+    widget: neither sends anything. A cell printing into an Output widget (third cell) is the control."""
     import jupyter_client
     import nbclient
     from nbclient import output_widget
@@ -141,14 +142,19 @@ def test_the_headless_picker_cell_gives_nbclient_nothing_to_send_on_the_shell_ch
     nb.cells = [nbformat.v4.new_code_cell("from cijepa_lite import colab\nfrom cijepa_lite.config import get_config\n"
                                           "picker = colab.picker(get_config('R-A05-B08'))"),
                 nbformat.v4.new_code_cell("from cijepa_lite.picker import AlphaBetaPicker\n"
-                                          "AlphaBetaPicker(get_config('R-A05-B08')).widget")]
+                                          "AlphaBetaPicker(get_config('R-A05-B08')).widget"),
+                nbformat.v4.new_code_cell("import ipywidgets\nout = ipywidgets.Output()\ndisplay(out)\n"
+                                          "with out:\n    print('w[s, t]')")]
     km = jupyter_client.KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
     client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S)
     with client.setup_kernel():
         client.execute_cell(nb.cells[0], 0)
         assert sent == [] and ["image/png" in o.get("data", {}) for o in nb.cells[0].outputs] == [True]
         client.execute_cell(nb.cells[1], 1)
-        assert len(sent) >= 1  # the control: a widget picker does make nbclient write to the shell channel
+        assert sent == [] and any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                                  for o in nb.cells[1].outputs)
+        client.execute_cell(nb.cells[2], 2)
+        assert len(sent) >= 1  # the control: an Output widget does make nbclient write to the shell channel
 
 
 @pytest.mark.parametrize("name", ["01_data", "02_pretrain", "03_probe", "04_results", "06_campaign"])

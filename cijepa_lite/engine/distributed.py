@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from ..data.loading import env_seconds
+from ..data.loading import LoaderFailed, env_seconds, guarded
 
 TIMEOUT_ENV = "CIJEPA_DIST_TIMEOUT_S"  # seconds a collective may wait for the slowest rank
 DEFAULT_TIMEOUT_S = 600.0  # covers rank 0's checkpoint write and kNN reading while the others wait
@@ -198,3 +198,28 @@ def all_gather_rows(d: Dist, t: torch.Tensor) -> torch.Tensor:
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()
+
+
+class AgreedBatches:
+    """A loader's batches while every rank has its own: a dead or hung worker on any rank ends them on all
+    (one flag per step is gathered when there are several ranks); `failed` then says why, naming the ranks."""
+
+    def __init__(self, loader, d: Dist):
+        self.loader, self.d, self.failed = loader, d, ""
+
+    def __iter__(self):
+        batches = guarded(self.loader)
+        while True:
+            batch, why = None, ""
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return  # every rank has the same number of steps
+            except LoaderFailed as e:
+                why = str(e)
+            if self.d.world > 1 and gather_flags(self.d, torch.tensor([float(bool(why))], device=self.d.device)).any():
+                why = "; ".join(f"rank {r}: {w}" for r, w in enumerate(gather_objects(self.d, why)) if w)
+            if why:
+                self.failed = why
+                return
+            yield batch

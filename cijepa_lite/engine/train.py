@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import open_source
-from ..data.loading import LoaderFailed, guarded
 from ..eval.knn import KNNMonitor
 from ..eval.monitors import normalized_std, rankme
 from ..method import ema_momentum
@@ -147,7 +146,6 @@ class _Loop:
         self.knn = KNNMonitor(self.cfg, self.d.device) if self.cfg.knn_every_epochs and self.d.main else None
         self.saved: str | None = None  # the newest checkpoint written by this session (rank 0; "" elsewhere)
         self.saved_step = -1
-        self.loader_failed = ""  # why a loader worker (of any rank) ended the batches
 
     def run(self, loader, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d, sched = self.cfg, self.d, self.schedule
@@ -157,10 +155,10 @@ class _Loop:
                    disable=not (progress and d.main), dynamic_ncols=True)
         last_ckpt = t_mark = time.time()
         done, mark_step, row, stopping = sched.start, sched.start, {}, 0
-        stop = StopRequest()
+        stop, batches = StopRequest(), distributed.AgreedBatches(loader, d)
         try:
             with stop:
-                for step, (images, _) in enumerate(self._batches(loader), start=sched.start):
+                for step, (images, _) in enumerate(batches, start=sched.start):
                     teacher_feats = self.engine.step(step, images, stop.signum or 0)
                     stopping = self._stop_signal(stop)
                     bar.update(1)
@@ -192,7 +190,7 @@ class _Loop:
                     if out_of_time or stopping:
                         break
             interrupted = bool(stopping) and done < sched.stop
-            if interrupted or (self.loader_failed and done > sched.start):
+            if interrupted or (batches.failed and done > sched.start):
                 self.save(done)  # once: not again when the stop fell on a periodic save
         finally:
             bar.close()
@@ -203,32 +201,12 @@ class _Loop:
                        checkpoint=self.saved if self.saved is not None else summary["checkpoint"],
                        oom_events=self.engine.oom_events)
         self._agree_mirror(summary)
-        if self.loader_failed:
-            raise RunFailed(f"{self.loader_failed}; checkpoint {summary['checkpoint'] or 'none'} at step "
+        if batches.failed:
+            raise RunFailed(f"{batches.failed}; checkpoint {summary['checkpoint'] or 'none'} at step "
                             f"{done}; then rerun the same command to resume", quiet=not self.d.main)
         if interrupted:
             self._interrupted(summary, stopping)
         return summary
-
-    def _batches(self, loader):
-        """The loader's batches while every rank has its own: a dead or hung worker on any rank ends them on all
-        (one flag per step is gathered with several ranks), with `loader_failed` saying why."""
-        batches = guarded(loader)
-        while True:
-            batch, why = None, ""
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return  # every rank has the same number of steps
-            except LoaderFailed as e:
-                why = str(e)
-            if self.d.world > 1 and distributed.gather_flags(self.d, torch.tensor([float(bool(why))], device=self.d.device)).any():
-                whys = distributed.gather_objects(self.d, why)
-                why = "; ".join(f"rank {r}: {w}" for r, w in enumerate(whys) if w)
-            if why:
-                self.loader_failed = why
-                return
-            yield batch
 
     def _stop_signal(self, stop: StopRequest) -> int:
         """The signal to stop at after this step: this process's own, or with several ranks the one they agreed on
