@@ -106,7 +106,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, epochs: int | None = None, ba
 
     Args:
         out_dir: holds one run directory per pretraining run (rerunning resumes them).
-        epochs: override the tiny preset's epochs (the schedules scale with it), e.g. a shorter test.
+        epochs: override DEMO_SETTING's epochs (the schedules scale with it), e.g. a shorter test.
         baseline: also pretrain the I-JEPA baseline.
         recipe: also run the write-up's AdamW probe on the teachers and random seed 0.
         results_dir: where result JSONs go (default out_dir/results; the repository's tracked "results"
