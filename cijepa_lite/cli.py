@@ -142,9 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the short form before training (no compile check, fewer steps)")
     p.set_defaults(func=commands.preflight_command)
 
-    p = sub.add_parser("demo", help="pretrain the tiny preset on embedded digits (CPU, minutes) and show it learned")
+    p = sub.add_parser("demo", help="pretrain the tiny preset on the embedded digits placed on a canvas (CPU, minutes) "
+                                   "and judge it against raw pixels and random init")
     p.add_argument("--out", default="runs/demo", help="directory for the demo's runs (rerunning reuses them)")
-    p.add_argument("--epochs", type=int, default=None, help="override the tiny preset's epochs")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (DEMO_SETTING)")
     p.add_argument("--no-baseline", action="store_true", help="skip the I-JEPA baseline run")
     p.add_argument("--recipe", action="store_true", help="also run the write-up's AdamW probe (not converged here)")
     p.add_argument("--results", default=None, help="results directory (default OUT/results, untracked; "

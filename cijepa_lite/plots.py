@@ -72,6 +72,13 @@ def _random_reference(ax, record: dict) -> None:
         ax.axhline(sum(r["top1"] for r in rows) / len(rows), ls="--", color=RANDOM_COLOUR, label=label + ", last block")
 
 
+def _pixel_reference(ax, record: dict) -> None:
+    """Raw pixels under the headline's probe (a dotted line), where the record has them (the demo's do)."""
+    for r in record.get("readouts", []):
+        if r.get("model") == "pixels" and r.get("probe") == record["probe"]["name"]:
+            ax.axhline(r["top1"], ls=":", color="0.3", label=f"raw pixels ({r['top1']:.1f})")
+
+
 def plot_depths(record: dict) -> Figure:
     """Top-1 against the probed depth of one result (and of its readouts that have per-depth numbers),
     with the random-init encoders' accuracy as a reference where the record has them (the demo's do)."""
@@ -86,6 +93,7 @@ def plot_depths(record: dict) -> Figure:
             depths = sorted(per_depth, key=lambda k: int(k[1:]))
             ax.plot([int(k[1:]) for k in depths], [per_depth[k] for k in depths], marker="o", label=label)
     _random_reference(ax, record)
+    _pixel_reference(ax, record)
     ax.set_xlabel("block (d_k)")
     ax.set_ylabel("val top-1 (%)")
     ax.set_title(f"{record['run_id']} on {Path(str(record['dataset'])).name}, step {record['pretrain']['step']}: "

@@ -165,6 +165,23 @@ def test_the_campaign_figure_has_progress_top1_and_hours(tmp_path):
     assert [t.get_text() for t in top1.get_yticklabels()] == ["L200", "R-U"]
     kit = [p for p in top1.patches if p.get_facecolor()[:3] != top1.patches[0].get_facecolor()[:3]]
     assert [round(p.get_width(), 1) for p in kit] == [58.0]  # mean of the two seeds of L200
+    assert not top1.get_lines()  # no reference levels given: none drawn
+    (label,) = [t for t in top1.texts if t.get_text() == "58.0 (n=2)"]
+    assert label.get_position()[0] > 61.0  # right of the range bar's end (the best seed), not over it
+    assert all(ax.get_legend() and ax.get_legend().get_bbox_to_anchor().bounds == ax.bbox.bounds  # by its panel
+               for ax in (top1, hours))
+
+
+def test_the_campaign_figure_draws_pixel_and_random_init_levels_from_the_campaign_root(tmp_path):
+    from cijepa_lite.campaign.session import REFERENCES_FILE, campaign_figures
+
+    root = tmp_path / "c"
+    open_campaign(root, rows=["L200"], seeds=[0], base="tiny", overrides=TINY)
+    write_json(root / REFERENCES_FILE, {"raw pixels": 17.3, "random init (mean of 3)": 48.7})
+    top1 = campaign_figures(root, status(root))["campaign.png"].axes[1]
+    levels = {ln.get_label(): ln.get_xdata()[0] for ln in top1.get_lines()}
+    assert levels == {"raw pixels: 17.3": 17.3, "random init (mean of 3): 48.7": 48.7}
+    assert set(levels) <= {t.get_text() for t in top1.get_legend().get_texts()}
 
 
 def test_the_rows_summary_gives_each_rows_mean_and_range_and_the_rank_correlation_once_three_rows_are_done():

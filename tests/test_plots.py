@@ -78,6 +78,11 @@ def test_table_bars_curves_titles_and_random_reference(tmp_path):
     reference = [ln for ln in ax.lines if ln.get_label().startswith("random init (mean of 3)")]
     assert len(reference) == 1 and list(reference[0].get_ydata()) == [31.0, 41.0]
     assert ax.get_title().startswith("R-A05-B08 on " + rec["dataset"].split("/")[-1] + ", step 1234")
+    assert not [ln for ln in ax.lines if ln.get_label().startswith("raw pixels")]  # a record without pixel rows
+    rec["readouts"] += [{"label": "raw pixels", "model": "pixels", "probe": p, "top1": v, "per_depth": {}}
+                        for p, v in (("recipe", 17.5), ("knn", 70.0))]
+    (pixels,) = [ln for ln in plot_depths(rec).axes[0].lines if ln.get_label().startswith("raw pixels")]
+    assert pixels.get_label() == "raw pixels (17.5)" and list(pixels.get_ydata()) == [17.5, 17.5]  # its probe's
 
     run = tmp_path / "run"
     run.mkdir()

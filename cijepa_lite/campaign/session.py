@@ -9,6 +9,7 @@ a config refusal (RuntimeError / ValueError from train) is marked failed with it
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from .spec import entries, entry_config, open_campaign, split_overrides
 from .state import campaign_states, mark_failed, newest_step, results_dir, retry_failed, run_dir
 
 FIGURES_DIR = "figures"
+REFERENCES_FILE = "references.json"  # optional, in the campaign root: {"raw pixels": top-1, "random init ...": top-1}
 PROBE_RESERVE = (0.1, 120.0, 2700.0)  # of a time budget: this fraction, clamped to [2 min, 45 min], is kept for
 # the final checkpoint, the mirror's copy and the probe (the write-up's 10-epoch probe at every depth on ViT-B)
 
@@ -164,11 +166,13 @@ def probe_entry(root: Path, entry: str, run, progress: bool = True) -> Path:
 
 
 def campaign_figures(root: Path, out: dict) -> dict:
-    """{file name: Figure}: campaign.png (plot_campaign) and table.png (the write-up's table beside the results
-    that reproduce a row's recipe: none on `tiny`)."""
+    """{file name: Figure}: campaign.png (plot_campaign, with the levels of root/references.json where it exists)
+    and table.png (the write-up's table beside the results that reproduce a row's recipe: none on `tiny`)."""
     records = [r for s in out["runs"] if (results_dir(root, s["id"]) / "runs").is_dir()
                for r in load_results(results_dir(root, s["id"]))]
-    return {"campaign.png": plot_campaign(out["runs"], out["totals"]),
+    references = root / REFERENCES_FILE
+    return {"campaign.png": plot_campaign(out["runs"], out["totals"],
+                                          json.loads(references.read_text()) if references.is_file() else None),
             "table.png": plot_table([r for r in records if comparable_row(r)], load_writeup())}
 
 

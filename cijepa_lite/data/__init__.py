@@ -1,6 +1,7 @@
 """Data: sources that never die on a bad image, the recipe's transforms, the prepared cache, the data order.
 
 sources.py      `open_source` (digits, ImageNet-100, any path), transforms, per-sample seeded augmentation
+canvas.py       the digits at seeded random places and sizes of a larger canvas (the demo's `digits-canvas`)
 images.py       decoding untrusted image bytes to RGB (or a named BadImage)
 parquet.py      parquet shards in the Hugging Face Hub layout
 folder.py       image folders (train/<class>/..., val/<class>/...)

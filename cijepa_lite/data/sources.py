@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from . import canvas
 from .cache import CacheSource
 from .folder import FolderDataset, FolderSource, is_image_folder
 from .imagenet100 import WNIDS
@@ -155,14 +156,17 @@ def open_source(dataset: str, split: str, img_size: int, data_dir: str | None = 
     """The source named by a config's `dataset` field, for `split` ("train" or "val").
 
     Args:
-        dataset: "digits" (embedded), "imagenet100" (the prepared cache at `data_dir`, default
-            DEFAULT_DATA_DIR), or a path: a prepared cache, parquet shards or an image folder.
-        img_size: the digits' side in pixels; other sources keep their size (the transforms crop).
+        dataset: "digits" (embedded), "digits-canvas" (the digits placed on a canvas, canvas.py), "imagenet100"
+            (the prepared cache at `data_dir`, default DEFAULT_DATA_DIR), or a path: a prepared cache, parquet
+            shards or an image folder.
+        img_size: the digits' (or their canvas') side in pixels; other sources keep their size (the transforms crop).
     """
     if split not in ("train", "val"):
         raise ValueError(f"split {split!r}: expected 'train' or 'val'")
     if dataset == "digits":
         return Digits(split, size=img_size)
+    if dataset == canvas.NAME:
+        return canvas.DigitsCanvas(split, size=img_size)
     if dataset == "imagenet100":
         root = Path(data_dir).expanduser() if data_dir else DEFAULT_DATA_DIR
         try:
@@ -176,4 +180,5 @@ def open_source(dataset: str, split: str, img_size: int, data_dir: str | None = 
         return source
     if Path(dataset).expanduser().exists():
         return open_path(dataset, split)
-    raise ValueError(f"config dataset={dataset!r}: expected 'digits', 'imagenet100' or an existing path")
+    raise ValueError(f"config dataset={dataset!r}: expected '{canvas.NAME}', 'digits', 'imagenet100' "
+                     "or an existing path")
