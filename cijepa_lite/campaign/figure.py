@@ -12,8 +12,9 @@ STATE_COLOURS = {"queued": "0.85", "training": "C0", "pretrained": "C2", "probed
 
 def plot_campaign(states: list[dict], totals: dict, references: dict[str, float] | None = None) -> Figure:
     """Three panels: progress per entry (coloured by state), top-1 per row (mean and range over seeds) beside the
-    write-up's, and wall hours spent and remaining per entry on the machine that trains it (a GPU, or the CPU
-    of a tiny campaign; remaining hatched, with how it was found).
+    write-up's, and training hours spent (steps x measured step time: pauses are not counted) and remaining per
+    entry on the machine that trains it (a GPU, or the CPU of a tiny campaign; remaining hatched, with how it was
+    found).
 
     Args:
         references: top-1 levels drawn as vertical lines across the top-1 panel, e.g. {"raw pixels": 17.3,
@@ -75,7 +76,7 @@ def _hours(ax, states: list[dict], totals: dict) -> None:
     y = range(len(states))
     spent = [s["hours_spent"] for s in states]
     left = [s["hours_left"] or 0.0 for s in states]
-    ax.barh(y, spent, color="C0", label="spent (wall hours on the machine that trained it)")
+    ax.barh(y, spent, color="C0", label="spent (steps x step time on the machine that trained it)")
     ax.barh(y, left, left=spent, color="white", edgecolor="C0", hatch="//", label="remaining")
     for i, s in enumerate(states):
         if s["state"] not in ("probed", "pretrained"):
@@ -83,7 +84,7 @@ def _hours(ax, states: list[dict], totals: dict) -> None:
     ax.set_yticks(list(y), [s["id"] for s in states], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("hours")
-    ax.set_title(f"wall hours (remaining: {', '.join(totals['kinds']) or 'none'})", fontsize=9)
+    ax.set_title(f"training hours (remaining: {', '.join(totals['kinds']) or 'none'})", fontsize=9)
     _legend_in_panel(ax, len(y))
 
 
