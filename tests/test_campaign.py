@@ -16,6 +16,7 @@ from cijepa_lite.campaign.state import mark_failed
 from cijepa_lite.engine.lock import process_started
 from cijepa_lite.config import PRESETS, SUPERVISION
 from cijepa_lite.picker import matching_run_id
+from cijepa_lite.engine.checkpoint import checkpoint_name, writer_tag
 from cijepa_lite.files import write_json
 
 TINY = ["epochs=2", "batch_size=16", "base_batch=16"]
@@ -255,8 +256,8 @@ def test_a_rival_claim_visible_only_after_training_began_makes_the_session_yield
     assert any(s.startswith("L200-s0: an earlier claim on ") and "yielded at step 2 without writing it" in s
                for s in said), said
     run = RunDir(root / "runs" / "L200-s0")
-    assert [p.name for p in checkpoint_files(run)] == ["step-00000001.pt"]
     me = run.latest().meta["writer"]
+    assert [p.name for p in checkpoint_files(run)] == [checkpoint_name(1, writer_tag(me))]  # the writer in its name
     assert {r["writer"] for r in read_metrics(run.path)} == {me}  # the fencing token in every file it wrote
     assert cli.main(["campaign", "--root", str(root), "--status"]) == 0
     assert f"session {me} yielded at step 1 to {late['rival']['session']}" in capsys.readouterr().out

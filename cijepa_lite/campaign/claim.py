@@ -9,11 +9,12 @@ session id, host, pid, claim time and a heartbeat it rewrites every `HEARTBEAT_S
 `settle_s` for rivals' files to arrive and re-reads: among live claims the lowest (claim time, session id)
 wins and every other session deletes its file and moves on. The winner re-reads once more just before its
 first write into the run directory (`still_ours`), and again before every checkpoint: the claim is train()'s
-fence. Its session id is a fencing token written into every checkpoint (meta "writer") and metrics row
-("writer"), so a rival claim that Drive shows only after training began (whatever the delay) makes the session
-yield at its next checkpoint without writing it (`record_yield`; `campaign --status` names who yielded to whom),
-and what each session wrote stays attributable to it. A claim is dead when its process is gone (same host) or
-its heartbeat is older than `STALE_S` (another host).
+fence. Its session id is a fencing token written into every checkpoint (meta "writer", its file name's tag)
+and metrics row ("writer"), so a rival claim that Drive shows only after training began (whatever the delay)
+makes the session yield at its next checkpoint without writing it (`record_yield`; `campaign --status` names
+who yielded to whom), and what each session wrote stays its own: a later resume passes over the checkpoints
+of every session that yielded (`passed_over`) and keeps the metrics rows of the resumed lineage only.
+A claim is dead when its process is gone (same host) or its heartbeat is older than `STALE_S` (another host).
 """
 from __future__ import annotations
 
@@ -114,7 +115,15 @@ class Claim:
         """Note that this session yielded the entry at `step` to `winner()` (read by `campaign --status`)."""
         best = self.winner()
         write_json(yield_file(self.root, self.entry), {"session": self.token, "step": step, "time": time.time(),
-                                                       "yielded_to": best and best["session"]})
+                                                       "yielded_to": best and best["session"],
+                                                       "all": sorted(self.passed_over() | {self.token})})
+
+    def passed_over(self) -> frozenset:
+        """The fencing tokens of every session that yielded this entry: a resume never follows their checkpoints."""
+        try:
+            return frozenset(json.loads(yield_file(self.root, self.entry).read_text()).get("all", []))
+        except (OSError, ValueError, AttributeError):
+            return frozenset()
 
     def winner(self) -> dict | None:
         """The live claim that holds the entry now (the lowest (time, session)), or None."""

@@ -1,10 +1,13 @@
 """Checkpoint files that survive anything: atomic per-step files, sha256 manifests, validated loading.
 
 A checkpoint is `step-00001234.pt` (a dict loadable with `torch.load(weights_only=True)`) plus
-`step-00001234.json`, its manifest. The .pt is hashed while it is written to a temporary name and the
-manifest is in place before the .pt is renamed to its own, so a visible .pt always has its manifest:
-no instant of a kill leaves a newest checkpoint that the next start must refuse. A .pt without a
-manifest (written by an older kit) is never trusted and is passed over like an absent file.
+`step-00001234.json`, its manifest. A checkpoint with a fencing token (a campaign session's, meta "writer")
+is `step-00001234-<tag>.pt` (`writer_tag`) and its manifest records the token, so two writers that share
+a folder unknowingly (Drive's sync delay) never produce one name and a resume can pass over one's files.
+The .pt is hashed while it is written to a temporary name and the manifest is in place before the .pt
+is renamed to its own, so a visible .pt always has its manifest: no instant of a kill leaves a newest
+checkpoint that the next start must refuse. A .pt without a manifest (written by an older kit) is never
+trusted and is passed over like an absent file.
 Nothing is ever overwritten in place: each file is written to a temporary name, fsynced and renamed.
 What a checkpoint holds (its keys) is the run directory's business (rundir.py); this module only
 knows files, so `load_latest` takes the content check as an argument.
@@ -27,12 +30,24 @@ import torch
 
 from ..files import clean_temp, copy_atomic, write_atomic
 
-_NAME = re.compile(r"^step-(\d{8})\.pt$")
+_NAME = re.compile(r"^step-(\d{8})(?:-([0-9a-f]{8}))?\.pt$")
 
 
-def checkpoint_name(step: int) -> str:
-    """The file name of the checkpoint at `step`."""
-    return f"step-{int(step):08d}.pt"
+def writer_tag(writer: str | None) -> str:
+    """The 8 hex digits a fencing token (a campaign session's, meta "writer") adds to its checkpoints' names, so
+    two writers of one run directory never produce the same file name; "" without a token."""
+    return hashlib.sha256(writer.encode()).hexdigest()[:8] if writer else ""
+
+
+def checkpoint_name(step: int, tag: str = "") -> str:
+    """The file name of the checkpoint at `step` (`step-00001234.pt`; `step-00001234-<tag>.pt` with a writer tag)."""
+    return f"step-{int(step):08d}" + (f"-{tag}" if tag else "") + ".pt"
+
+
+def step_and_tag(pt: Path) -> tuple[int, str]:
+    """A checkpoint file's step and writer tag ("" for none), from its name (-1 for another name)."""
+    m = _NAME.match(pt.name)
+    return (int(m.group(1)), m.group(2) or "") if m else (-1, "")
 
 
 def sha256(path: Path) -> str:
@@ -96,7 +111,8 @@ def save(state: dict, directory: str | Path, keep: int) -> Path:
     """Write `state` (it has a "step") as that step's checkpoint in `directory`, then prune to the newest `keep`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    pt = directory / checkpoint_name(state["step"])
+    writer = state.get("meta", {}).get("writer")
+    pt = directory / checkpoint_name(state["step"], writer_tag(writer))
     sink = {}
 
     def write(f) -> None:
@@ -105,7 +121,8 @@ def save(state: dict, directory: str | Path, keep: int) -> Path:
 
     def manifest_first() -> None:
         manifest = {"file": pt.name, "step": int(state["step"]), "bytes": sink["f"].bytes,
-                    "sha256": sink["f"].h.hexdigest(), "written": time.time()}
+                    "sha256": sink["f"].h.hexdigest(), "written": time.time(),
+                    **({"writer": writer} if writer else {})}
         write_atomic(_manifest_of(pt), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
 
     try:
@@ -115,7 +132,7 @@ def save(state: dict, directory: str | Path, keep: int) -> Path:
         if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or shutil.disk_usage(directory).free < needed:
             raise disk_full(directory, needed) from e
         raise
-    prune(directory, keep)
+    prune(directory, keep, tag=writer_tag(writer))
     return pt
 
 
@@ -127,14 +144,20 @@ def candidates(directory: str | Path) -> list[Path]:
     return sorted((p for p in directory.iterdir() if _NAME.match(p.name)), key=lambda p: p.name, reverse=True)
 
 
-def prune(directory: Path, keep: int, truncate: bool = False) -> None:
-    """Delete all but the newest `keep` checkpoints (keep >= 1: the newest is never deleted).
+def prune(directory: Path, keep: int, truncate: bool = False, tag: str | None = None) -> None:
+    """Delete all but the newest `keep` checkpoints of writer `tag` (keep >= 1: the newest is never deleted), and
+    other writers' checkpoints older than the oldest of those kept (a rival's newer ones are never deleted).
 
     Args:
         truncate: empty each file before deleting it. On Google Drive's mount a deleted file goes to
             Drive's trash and keeps counting against the quota for 30 days; an emptied one weighs nothing.
+        tag: the writer tag whose checkpoints count (None: the newest checkpoint's).
     """
-    for old in candidates(directory)[max(keep, 1):]:
+    found = candidates(directory)
+    tag = step_and_tag(found[0])[1] if tag is None and found else tag
+    own = [p for p in found if step_and_tag(p)[1] == tag]
+    cutoff = step_and_tag(own[max(keep, 1) - 1])[0] if len(own) >= max(keep, 1) else -1
+    for old in [p for p in found if p in own[max(keep, 1):] or (p not in own and step_and_tag(p)[0] < cutoff)]:
         if truncate:
             os.truncate(old, 0)
         old.unlink(missing_ok=True)
@@ -193,15 +216,26 @@ def load_named(directories: list[Path], name: str, sha256: str) -> tuple[dict, P
     return torch.load(same[0], map_location="cpu", weights_only=True, mmap=True), same[0]
 
 
-def load_latest(directories: list[Path], problem: Callable[[object], str | None]) -> tuple[dict | None, Path | None]:
+def manifest_writer(pt: Path) -> str | None:
+    """The fencing token `pt`'s manifest records (None without one)."""
+    try:
+        return json.loads(_manifest_of(pt).read_text()).get("writer")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_latest(directories: list[Path], problem: Callable[[object], str | None],
+                passed_over: frozenset = frozenset()) -> tuple[dict | None, Path | None]:
     """The newest checkpoint across `directories` (e.g. a run dir and its Drive mirror) that validates.
 
     Args:
         problem: the content check: None for a sound loaded object, else why it is not.
+        passed_over: fencing tokens whose checkpoints are not resumed (sessions that yielded the run to a rival).
     Rejected files are named in a warning each. If checkpoints exist but none is valid this raises
     rather than silently starting the run again from step 0.
     """
     found = sorted((p for d in directories if d for p in candidates(d)), key=lambda p: p.name, reverse=True)
+    found = [p for p in found if not passed_over or manifest_writer(p) not in passed_over]
     rejected = []
     for pt in found:
         if not _manifest_of(pt).exists():
@@ -235,4 +269,4 @@ def copy_checkpoint(pt: Path, directory: Path, keep: int, truncate: bool = False
     directory.mkdir(parents=True, exist_ok=True)
     for src in (_manifest_of(pt), pt):
         copy_atomic(src, directory / src.name)
-    prune(directory, keep, truncate)
+    prune(directory, keep, truncate, tag=step_and_tag(pt)[1])

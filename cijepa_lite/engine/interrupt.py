@@ -7,6 +7,8 @@ must die now. The previous handlers come back when the run ends.
 
 Before the loop (locking, opening data, building the model) `SetupStop` ends the run at once instead: nothing
 is trained yet, every file is written atomically (files.py), so there is nothing to save and nothing half-written.
+Under torchrun the agent forwards the signal to every rank; a rank blocked in a collective runs its handler only
+when the collective returns (or fails, as its peer stops), so after a signal any error of set-up is that stop.
 
 With several processes the signal of any rank is agreed at the next step (Engine.step), so every
 rank checkpoints the same step and exits with the same status. After SIGTERM the kit has
@@ -91,5 +93,17 @@ class SetupStop(StopRequest):
         self.quiet = quiet  # another rank (rank 0) says it
 
     def _handle(self, signum, frame) -> None:
-        raise RunInterrupted(f"{self.name_of(signum)} before the first step (while setting up): nothing "
-                             "trained, nothing half-written; rerun the same command to start", signum, quiet=self.quiet)
+        self.signum = signum
+        raise self._stopped()
+
+    def _stopped(self) -> RunInterrupted:
+        return RunInterrupted(f"{self.name_of(self.signum)} before the first step (while setting up): nothing "
+                              "trained, nothing half-written; rerun the same command to start", self.signum,
+                              quiet=self.quiet)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """After this rank's signal, any error is that stop: under torchrun every rank gets the signal, and a rank
+        that was waiting in a collective sees it fail when a peer stops (before or after its own handler ran)."""
+        super().__exit__()
+        if self.signum and exc is not None and not isinstance(exc, RunInterrupted):
+            raise self._stopped() from None

@@ -90,7 +90,8 @@ class Mirror:
 
     def _copy_once(self, pt: Path, extra: list[Path]) -> None:
         """Prune, check the free space, copy; OSError on a failed copy (the older copy stays)."""
-        checkpoint.prune(self.checkpoint_dir, self.keep - 1, truncate=True)  # keeps >= 1: the newest complete copy
+        checkpoint.prune(self.checkpoint_dir, self.keep - 1, truncate=True,  # keeps >= 1: the newest complete copy
+                         tag=checkpoint.step_and_tag(pt)[1])  # of this writer (a rival's are its own to prune)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         needed = checkpoint.checkpoint_bytes(pt) + sum(p.stat().st_size for p in extra if p.exists())
         free = shutil.disk_usage(self.checkpoint_dir).free

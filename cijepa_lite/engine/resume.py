@@ -19,15 +19,16 @@ from .distributed import Dist, RunFailed
 from .rundir import Checkpoint, RunDir, resolve_config
 
 
-def resume_point(cfg: Config, run: RunDir, d: Dist, held: ExitStack,
-                 allow_config_change: bool) -> tuple[Config, Checkpoint | None]:
-    """Rank 0 locks, chooses the checkpoint, restores from the mirror and resolves the config; the others follow."""
+def resume_point(cfg: Config, run: RunDir, d: Dist, held: ExitStack, allow_config_change: bool,
+                 passed_over: frozenset = frozenset()) -> tuple[Config, Checkpoint | None]:
+    """Rank 0 locks, chooses the checkpoint (not one of the writers `passed_over`), restores from the mirror and
+    resolves the config; the others follow."""
     chosen = {}
 
     def decide():
         held.enter_context(run.lock())
         run.clean_temp()
-        chosen["ckpt"] = ckpt = run.latest()
+        chosen["ckpt"] = ckpt = run.latest(passed_over)
         resolved = resolve_config(cfg, ckpt and ckpt.config, allow_config_change)
         if ckpt is not None:
             run.restore_from_mirror(resumed_from=ckpt.path)

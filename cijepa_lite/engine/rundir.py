@@ -2,7 +2,7 @@
 
     <run>/config.json       the run's resolved config, rewritten at every start (for people and tools)
     <run>/metrics.jsonl     one JSON row per log step
-    <run>/checkpoints/      step-XXXXXXXX.pt with its .json manifest (checkpoint.py)
+    <run>/checkpoints/      step-XXXXXXXX.pt (-<writer tag> in a campaign) with its .json manifest (checkpoint.py)
     <run>/figures/          PNGs drawn from the run (the notebooks' curves, per-depth accuracy)
     <run>/run.lock          held by the process that trains in it (lock.py)
     <run>/tensorboard/      TensorBoard event files, one per attempt (tracking.py)
@@ -199,9 +199,10 @@ class RunDir:
     def has_checkpoints(self) -> bool:
         return any(checkpoint.candidates(d) for d in self.checkpoint_dirs())
 
-    def latest(self) -> Checkpoint | None:
-        """The newest valid checkpoint here or in the mirror (bad ones skipped with a warning), or None; rank 0's."""
-        state, path = checkpoint.load_latest(self.checkpoint_dirs(), content_problem)
+    def latest(self, passed_over: frozenset = frozenset()) -> Checkpoint | None:
+        """The newest valid checkpoint here or in the mirror (bad ones skipped with a warning), or None; rank 0's.
+        Checkpoints written by the fencing tokens in `passed_over` (sessions that yielded the run) are not chosen."""
+        state, path = checkpoint.load_latest(self.checkpoint_dirs(), content_problem, passed_over)
         return None if state is None else _as_checkpoint(state, path)
 
     def load_chosen(self, name: str, sha256: str) -> Checkpoint:
@@ -257,8 +258,8 @@ class RunDir:
         self.restore_from_mirror()
         return True
 
-    def metrics_log(self, resume_step: int) -> MetricsLog:
-        return MetricsLog(self.metrics_file, resume_step)
+    def metrics_log(self, resume_step: int, lineage: list | None = None) -> MetricsLog:
+        return MetricsLog(self.metrics_file, resume_step, lineage)
 
 
 def resolve_config(requested: Config, saved: Config | None, allow_change: bool = False) -> Config:

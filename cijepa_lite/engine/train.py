@@ -29,6 +29,7 @@ from . import checkpoint, distributed
 from .distributed import RunFailed
 from .engine import Engine
 from .interrupt import RunInterrupted, SetupStop, StopRequest
+from .metrics import extend_lineage
 from .optim import learning_rate
 from .resume import keep_threads, resume_point, say_where
 from .rundir import RunDir
@@ -72,8 +73,10 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
         source: a data source to use instead of `cfg.dataset` (map-style, items (PIL image, label)).
         progress: show a tqdm progress bar.
         on_log: called on rank 0 with every metrics row as it is logged (e.g. a live plot in a notebook).
-        fence: a campaign's claim (`token`, `still_ours()`): its token goes into every checkpoint and metrics row,
-            and each checkpoint is written only while the claim still holds, else RunYielded (campaign/claim.py).
+        fence: a campaign's claim (`token`, `still_ours()`, `passed_over()`): its token goes into every checkpoint
+            (name and meta) and metrics row, and each checkpoint is written only while the claim still holds, else
+            RunYielded (campaign/claim.py); the resume passes over checkpoints of the sessions that yielded, and
+            keeps only the metrics rows of the resumed checkpoint's lineage (meta "lineage").
     Returns:
         a summary: step reached, total steps, the last checkpoint path, the last logged metrics, mirror failures,
         whether the mirror holds the newest checkpoint, the world size.
@@ -88,7 +91,8 @@ def train(cfg: Config, run_dir: str | Path, *, max_steps: int | None = None, all
     try:
         with ExitStack() as held, distributed.peers_alive(d):
             with SetupStop(quiet=not d.main):  # a signal before the first step: a clean stop at once
-                cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change)
+                cfg, ckpt = resume_point(cfg, run, d, held, allow_config_change,
+                                         fence.passed_over() if fence is not None else frozenset())
                 summary, loop = _set_up(cfg, run, d, ckpt, t_start, max_steps, source, fence)
             return summary if loop is None else loop(time_budget_s, progress, summary, on_log)
     except RunInterrupted as e:
@@ -118,6 +122,7 @@ def _set_up(cfg, run, d, ckpt, t_start, max_steps, source, fence) -> tuple[dict,
                         float(ckpt.meta.get("wall_time_s", 0.0)) if ckpt else 0.0)
     engine = Engine(cfg, d, total)
     resumed_from = ckpt and str(ckpt.path)
+    lineage = ckpt.meta.get("lineage") if ckpt else None  # [[writer, from_step], ...]: who logged which steps
     if ckpt is not None:
         engine.load(ckpt.student, ckpt.teacher, ckpt.predictors, ckpt.optimizer)
         engine.restore_interval(ckpt.meta.get("interval"))
@@ -130,16 +135,19 @@ def _set_up(cfg, run, d, ckpt, t_start, max_steps, source, fence) -> tuple[dict,
                "mirror_has_newest": None}
     if start >= schedule.stop:
         return summary, None
-    return summary, partial(_Loop(engine, run, schedule, t_start, fence).run,
+    return summary, partial(_Loop(engine, run, schedule, t_start, fence, lineage).run,
                             engine.loader(source, start, schedule.stop))
 
 
 class _Loop:
     """The step loop of `train`: logging, kNN readings, checkpoints, the time budget, agreed stops."""
 
-    def __init__(self, engine: Engine, run: RunDir, schedule: Schedule, t_start: float, fence=None):
+    def __init__(self, engine: Engine, run: RunDir, schedule: Schedule, t_start: float, fence=None, lineage=None):
         self.engine, self.run_dir, self.schedule, self.t_start, self.fence = engine, run, schedule, t_start, fence
         self.writer = {"writer": fence.token} if fence is not None else {}  # the fencing token of every file
+        self.resumed_lineage = lineage  # the resumed checkpoint's: the metrics rows kept are its writers'
+        lineage = extend_lineage(lineage, fence and fence.token, schedule.start)
+        self.lineage = {"lineage": lineage} if lineage else {}
         self.cfg, self.d = engine.cfg, engine.dist
         self.mirror = run.open_mirror() if self.d.main else None
         # Read at log steps every cfg.knn_every_epochs, by rank 0; the others wait at the next collective.
@@ -149,7 +157,7 @@ class _Loop:
 
     def run(self, loader, time_budget_s, progress, summary, on_log) -> dict:
         cfg, d, sched = self.cfg, self.d, self.schedule
-        log = self.run_dir.metrics_log(sched.start) if d.main else None
+        log = self.run_dir.metrics_log(sched.start, self.resumed_lineage) if d.main else None
         tracker = Tracker(cfg, self.run_dir, sched.start, d.device, d.world) if d.main else None
         bar = tqdm(total=sched.stop, initial=sched.start, desc=cfg.run_id, unit="step",
                    disable=not (progress and d.main), dynamic_ncols=True)
@@ -275,7 +283,7 @@ class _Loop:
             raise RunYielded(f"an earlier claim on {self.run_dir.path} became visible late: yielded at step {step} "
                              f"without writing it (earlier checkpoints are {self.fence.token}'s)", quiet=not self.d.main)
         if self.d.main:
-            meta = {**self.writer, **provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
+            meta = {**self.writer, **self.lineage, **provenance(self.d.device), "epoch": step / self.schedule.steps_per_epoch,
                     "total_steps": self.schedule.total, "world": self.d.world,
                     "torch_threads": torch.get_num_threads(),  # CPU results depend on it: a resume keeps it
                     "wall_time_s": self.schedule.wall_before + time.time() - self.t_start,

@@ -4,6 +4,9 @@ The fault is JSON in $CIJEPA_TEST_FAULT, acted on by the rank it names ("rank", 
   {"after": k, "signal": n, "target": "self" | "group" | "parent"}: after optimizer step k, send signal n to
       this process, its process group (itself and its loader workers) or its parent (torchrun's agent), then
       wait until this process has received a signal (the agent forwards it);
+  {"setup_signal": n, "at": "open" | "resume"}: while opening its data, or (rank 0) while choosing its checkpoint
+      as the other ranks wait for it in a collective, send signal n to torchrun's agent (which forwards it to
+      every rank), then wait until this process has received it;
   {"after": k, "kill": true, "once": path}: SIGKILL this process after step k, unless `path` exists (it is
       created first, so a restarted worker runs on);
   {"after": k, "worker_signal": n}: after optimizer step k, send signal n to this rank's loader workers;
@@ -60,6 +63,25 @@ def _signal(fault: dict) -> None:
     _after_step(fault["after"], act)
 
 
+def _setup_signal(signum: int, at: str) -> None:
+    import importlib
+
+    from cijepa_lite.engine import RunDir
+
+    owner, name = ((importlib.import_module("cijepa_lite.engine.train"), "open_source") if at == "open" else
+                   (RunDir, "latest"))
+    original = getattr(owner, name)
+
+    def signal_first(*args, **kwargs):
+        os.kill(os.getppid(), signum)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the agent's forwarded signal ends this wait (SetupStop raises)
+            time.sleep(0.05)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, signal_first)
+
+
 def _kill(fault: dict) -> None:
     def act():
         once = Path(fault["once"])
@@ -96,6 +118,8 @@ def install(fault: dict) -> None:
         return
     if "signal" in fault:
         _signal(fault)
+    if "setup_signal" in fault:
+        _setup_signal(fault["setup_signal"], fault.get("at", "open"))
     if "kill" in fault:
         _kill(fault)
     if "worker_signal" in fault:

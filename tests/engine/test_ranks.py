@@ -1,5 +1,5 @@
 """Many processes, one outcome: torchrun (gloo on CPU, a loader worker per rank) under signals, a dead rank,
-an out-of-memory error on one rank, two "nodes" with their own --out, and --max-restarts."""
+an out-of-memory error on one rank, a signal while setting up, two "nodes" with their own --out, and --max-restarts."""
 import json
 import os
 import re
@@ -73,6 +73,19 @@ def test_sigterm_to_one_rank_or_to_the_agent_stops_every_rank_at_one_checkpoint_
     assert again.returncode == 0 and statuses(tmp_path) == {"rank0": "0", "rank1": "0"}, again.stderr
     assert lines(again.stderr, "resuming") == [f"resuming {run} at step 3 from {step3} (local disk)"]
     assert compare_runs(together, run) == []
+
+
+@pytest.mark.parametrize("at", ["resume", "open"])
+def test_sigterm_to_the_agent_while_setting_up_stops_every_rank_in_one_line_with_nothing_written(tmp_path, at):
+    """at "resume": rank 0 chooses the checkpoint while rank 1 waits for it inside a gloo collective, where the
+    forwarded signal's handler runs only once the collective fails (rank 0 has gone); at "open": both open data."""
+    run = tmp_path / "run"
+    out = torchrun(tmp_path, pretrain(run, steps=2), {"rank": 0, "setup_signal": int(signal.SIGTERM), "at": at})
+    assert out.returncode != 0 and statuses(tmp_path) == {"rank0": "143", "rank1": "143"}, out.stderr
+    assert lines(out.stderr, "stopped:") == ["stopped: SIGTERM before the first step (while setting up): nothing "
+                                             "trained, nothing half-written; rerun the same command to start"]
+    assert "[rank" not in out.stderr and "cijepa_lite" not in out.stderr, out.stderr  # torchrun's agent's own only
+    assert sorted(p for p in run.rglob("*") if p.is_file()) == [], out.stderr
 
 
 def test_sigterm_to_a_single_process_group_with_a_loader_worker_checkpoints_and_the_rerun_is_bitwise_equal(tmp_path):
