@@ -41,7 +41,7 @@ def scalars(row: dict, cfg: Config, device: torch.device) -> dict[str, float]:
     per_depth.update({f"loss_target/{d}": v for d, v in row.get("targets", {}).items()})
     rate = row.get("images_per_s")
     values = {
-        "train/loss": row.get("loss"), "train/lr": row.get("lr"), "train/weight_decay": cfg.weight_decay,
+        "train/loss": row.get("loss"), "train/lr": row.get("lr"), "train/weight_decay": row.get("weight_decay"),
         "train/momentum": row.get("momentum"), "train/epoch": row.get("epoch"), "train/skipped": row.get("skipped"),
         "monitor/rankme": row.get("rankme"), "monitor/teacher_std": row.get("teacher_std"),
         "monitor/knn_top1": row.get("knn_top1"), "perf/images_per_s": rate,

@@ -7,7 +7,6 @@ any step and rerun with the same command ends bitwise-equal on CPU to the uninte
 from __future__ import annotations
 
 import errno
-import math
 import time
 import warnings
 from contextlib import ExitStack
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..data import open_source
 from ..eval.knn import KNNMonitor
-from ..eval.monitors import normalized_std, rankme
+from ..eval.monitors import finite_or_none, normalized_std, rankme
 from ..method import ema_momentum
 from ..provenance import provenance
 from . import checkpoint, distributed
@@ -30,7 +29,7 @@ from .distributed import RunFailed
 from .engine import Engine
 from .interrupt import RunInterrupted, SetupStop, StopRequest
 from .metrics import extend_lineage
-from .optim import learning_rate
+from .optim import learning_rate, weight_decay
 from .resume import keep_threads, resume_point, say_where
 from .rundir import RunDir
 from .tracking import Tracker
@@ -255,8 +254,9 @@ class _Loop:
         return {
             "step": done, "epoch": done / sched.steps_per_epoch, "loss": sums["loss"], "rows": sums["rows"],
             "targets": sums["targets"], "lr": learning_rate(cfg, done - 1, sched.total),
+            "weight_decay": weight_decay(cfg, done - 1, sched.total),
             "momentum": ema_momentum(cfg, done - 1, sched.total), "images_per_s": images_per_s,
-            "teacher_std": _finite_or_none(normalized_std(feats)), "rankme": _finite_or_none(rankme(feats)),
+            "teacher_std": finite_or_none(normalized_std(feats)), "rankme": finite_or_none(rankme(feats)),
             "skipped": sums["skipped"], "consecutive_skips": sums["consecutive_skips"],
             "micro_batch": self.engine.micro, "oom_halvings": self.engine.halvings, "world": self.d.world,
             "time_s": sched.wall_before + time.time() - self.t_start,
@@ -294,7 +294,3 @@ class _Loop:
         distributed.barrier(self.d)
         self.saved, self.saved_step = (str(path) if path else ""), step
         return self.saved
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None

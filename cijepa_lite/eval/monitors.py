@@ -4,6 +4,8 @@ Both are NaN, never an error, for features that are not all finite (a diverged s
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -30,3 +32,8 @@ def rankme(features: torch.Tensor, eps: float = 1e-7) -> float:
     s = torch.linalg.svdvals(features.float())
     p = s / (s.sum() + eps) + eps
     return torch.exp(-(p * p.log()).sum()).item()
+
+
+def finite_or_none(x: float) -> float | None:
+    """A monitor's value as a metrics row keeps it: None when it is not finite (JSON has no NaN)."""
+    return x if math.isfinite(x) else None

@@ -183,8 +183,8 @@ def test_scalars_name_every_logged_number_and_derive_step_time(tiny_cfg):
     import torch
 
     row = {"step": 20, "loss": 0.5, "rows": {"d5": 0.2}, "targets": {"d1": 0.3}, "lr": 1e-3, "momentum": 0.99,
-           "images_per_s": 64.0, "teacher_std": None, "rankme": 12.0, "knn_top1": 0.7, "epoch": 1.0, "skipped": 0}
+           "weight_decay": 0.3, "images_per_s": 64.0, "teacher_std": None, "rankme": 12.0, "knn_top1": 0.7, "epoch": 1.0, "skipped": 0}
     values = scalars(row, tiny_cfg, torch.device("cpu"))
     assert values["perf/step_time_s"] == tiny_cfg.batch_size / 64.0
-    assert values["train/weight_decay"] == tiny_cfg.weight_decay and values["loss_row/d5"] == 0.2
+    assert values["train/weight_decay"] == 0.3 and values["loss_row/d5"] == 0.2
     assert "monitor/teacher_std" not in values and values["monitor/knn_top1"] == 0.7 and values["perf/memory_gib"] > 0
