@@ -106,8 +106,11 @@ def test_the_pretrain_notebook_in_chromium_picker_choice_and_figures(browser, tm
     shots.mkdir(parents=True)
     print(f"\nscreenshots: {shots}")
     driver.get(url)
+    # The widgets extension attaches its manager to the kernel once it has loaded; a widget output that arrives
+    # before that renders as nothing, for good (seen once on a loaded machine): wait for it before running cells.
     until(driver, "return typeof Jupyter !== 'undefined' && Jupyter.notebook && Jupyter.notebook.kernel"
-                  " && Jupyter.notebook.kernel.is_connected()", f"the notebook's kernel at {driver.current_url}")
+                  " && Jupyter.notebook.kernel.is_connected() && !!Jupyter.notebook.kernel.widget_manager",
+          f"the notebook's kernel and its widget manager at {driver.current_url}")
     picker_cell, next_cell = code_cell(driver, "colab.picker("), code_cell(driver, "colab.pretrain_run(")
     run_cells(driver, list(range(picker_cell + 1)))
     sliders = until(driver, "return document.querySelectorAll('.widget-hslider').length >= 3 ? "
