@@ -3,7 +3,9 @@
 TensorBoard: every attempt of a run (the first start, each resume, a torchrun restart, a campaign
 session) writes a new event file in <run>/tensorboard/ that opens with `purge_step` = the resumed
 step + 1, so TensorBoard drops what a killed attempt logged after the checkpoint it rolled back to:
-one value per global step, as in metrics.jsonl (which is cut back the same way, metrics.py).
+one value per global step, as in metrics.jsonl (which is cut back the same way, metrics.py). Event
+files stay on local disk (not mirrored): a resume that finds none rewrites the earlier steps from
+metrics.jsonl, which the mirror keeps.
 
 W&B (cfg.wandb = "PROJECT" or "ENTITY/PROJECT"): the W&B run id is created once and kept in
 <run>/wandb.json with the last step sent, which travels to the mirror with every checkpoint; every
@@ -30,13 +32,14 @@ from torch.utils.tensorboard import SummaryWriter
 from ..config import Config
 from ..files import write_json
 from ..provenance import device_name, git_sha
-from .rundir import RunDir
+from .rundir import RunDir, read_metrics
 
 _PROJECT = re.compile(r"(?:[\w.-]+/)?[\w.-]{1,128}")  # ENTITY/PROJECT or PROJECT
 
 
-def scalars(row: dict, cfg: Config, device: torch.device) -> dict[str, float]:
-    """The numbers of a metrics row (and what it implies) as flat named scalars; None values left out."""
+def scalars(row: dict, cfg: Config, device: torch.device, memory: bool = True) -> dict[str, float]:
+    """The numbers of a metrics row (and what it implies) as flat named scalars; None values left out.
+    `memory`: add this process's memory now (False for a row logged earlier: rows do not record it)."""
     per_depth = {f"loss_row/{d}": v for d, v in row.get("rows", {}).items()}
     per_depth.update({f"loss_target/{d}": v for d, v in row.get("targets", {}).items()})
     rate = row.get("images_per_s")
@@ -45,7 +48,8 @@ def scalars(row: dict, cfg: Config, device: torch.device) -> dict[str, float]:
         "train/momentum": row.get("momentum"), "train/epoch": row.get("epoch"), "train/skipped": row.get("skipped"),
         "monitor/rankme": row.get("rankme"), "monitor/teacher_std": row.get("teacher_std"),
         "monitor/knn_top1": row.get("knn_top1"), "perf/images_per_s": rate,
-        "perf/step_time_s": cfg.batch_size / rate if rate else None, "perf/memory_gib": memory_gib(device),
+        "perf/step_time_s": cfg.batch_size / rate if rate else None,
+        "perf/memory_gib": memory_gib(device) if memory else None,
         **per_depth,
     }
     return {k: float(v) for k, v in values.items() if v is not None}
@@ -64,14 +68,26 @@ class Tracker:
     def __init__(self, cfg: Config, run: RunDir, start: int, device: torch.device, world: int = 1):
         self.cfg, self.device = cfg, device
         run.tensorboard_dir.mkdir(parents=True, exist_ok=True)
-        # purge_step: TensorBoard forgets every event at or after it from earlier files (a killed attempt's)
-        self.tb = SummaryWriter(str(run.tensorboard_dir), purge_step=start + 1)
+        # A resume with no event files here (a new Colab session: the local disk went, metrics.jsonl came back from
+        # the mirror) first writes steps 1..start from metrics.jsonl, in order in this attempt's file; there is then
+        # nothing earlier to purge. Otherwise purge_step: TensorBoard forgets every event at or after it from earlier
+        # files (a killed attempt's).
+        backfill = start > 0 and not any(run.tensorboard_dir.glob("events.out.tfevents.*"))
+        self.tb = SummaryWriter(str(run.tensorboard_dir), purge_step=None if backfill else start + 1)
+        if backfill:
+            for row in read_metrics(run.path):
+                if row["step"] <= start:
+                    self._add(scalars(row, cfg, device, memory=False), row["step"])
+            self.tb.flush()
         self.wandb = WandbRun.open(cfg, run, start, device, world) if cfg.wandb else None
+
+    def _add(self, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.tb.add_scalar(name, value, step)
 
     def log(self, row: dict) -> None:
         values = scalars(row, self.cfg, self.device)
-        for name, value in values.items():
-            self.tb.add_scalar(name, value, row["step"])
+        self._add(values, row["step"])
         self.tb.flush()  # a SIGKILL right after loses nothing that a checkpoint before it would keep
         if self.wandb is not None and not self.wandb.log(values, row["step"]):
             self.wandb = None

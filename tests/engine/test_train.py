@@ -204,3 +204,12 @@ def test_a_lost_local_disk_resumes_from_the_drive_mirror(tmp_path, source, refer
     assert out["start_step"] == 6 and out["step"] == 10
     assert compare_runs(reference, run) == []  # metrics.jsonl came back from Drive and continued
     assert len(checkpoint.candidates(mirrored.checkpoint_dir)) <= 2
+    # TensorBoard's event files were on the lost disk: the resume rewrote steps 1-6 from the mirrored metrics.jsonl
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(RunDir(run).tensorboard_dir))
+    events.Reload()
+    logged, rows = events.Scalars("train/loss"), read_metrics(run)
+    assert [e.step for e in logged] == [r["step"] for r in rows] == list(range(1, 11))
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in rows], rel=1e-6)
+    assert [e.step for e in events.Scalars("perf/memory_gib")] == [7, 8, 9, 10]  # not in a metrics row
