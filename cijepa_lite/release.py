@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .files import write_atomic
+
 VERSION = "0.2.0"  # the package version; the notebooks pin the git tag v{VERSION}
 REPOSITORY = "https://github.com/cijepa-lite/cijepa-lite"  # the kit's home on GitHub: a fork puts its own here
 
@@ -61,11 +63,13 @@ def sync(root: str | Path, write: bool = True) -> list[Path]:
             for c in cells:
                 c.source = install_cell()
             if write:
-                nbformat.write(nb, path)
+                text = nbformat.writes(nb).rstrip("\n").encode() + b"\n"  # as nbformat.write ends it
+                write_atomic(path, lambda f: f.write(text))  # a kill never leaves half a notebook
     readme = root / "README.md"
     text = readme.read_text()
     if _COLAB_LINK.sub(colab_link(), text) != text:
         changed.append(readme)
         if write:
-            readme.write_text(_COLAB_LINK.sub(colab_link(), text))
+            linked = _COLAB_LINK.sub(colab_link(), text).encode()
+            write_atomic(readme, lambda f: f.write(linked))
     return changed
