@@ -205,7 +205,7 @@ def save_figures(out_dir: str | Path, records: list[dict] | None = None, run_dir
     return paths
 
 
-ENCODER_TITLES = {"teacher": "EMA teacher (trained)", "random_init": "random init (same shape)"}
+ENCODER_TITLES = {"teacher": "EMA teacher (from the checkpoint)", "random_init": "random init (same shape)"}
 
 
 def plot_feature_maps(images: list, titles: list[str], maps: dict[str, dict[int, list]], title: str) -> Figure:
