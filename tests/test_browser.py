@@ -1,7 +1,8 @@
-"""The pretrain notebook as a person sees it: headless Chromium (Selenium) on a local classic Jupyter server with
-ipywidgets 7, as Colab ships, in smoke mode. The α/β picker renders, moving α changes the shown w[s, t] and the
-run it names, the next cell trains that choice, and every figure is a visible image. Screenshots go to the test's
-temporary folder, $TMPDIR/cijepa-lite-browser-screenshots (the path is printed)."""
+"""The notebooks as a person sees them: headless Chromium (Selenium) on a local classic Jupyter server with
+ipywidgets 7, as Colab ships, in smoke mode. In the pretrain notebook the α/β picker renders, moving α changes the
+shown w[s, t] and the run it names, and the next cell trains that choice; every notebook runs without an error and
+every figure it draws is a visible image. Screenshots go to the test's temporary folder,
+$TMPDIR/cijepa-lite-browser-screenshots (the path is printed)."""
 import os
 import shutil
 import socket
@@ -31,13 +32,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def browser(tmp_path):
-    """(driver, notebook URL) of a classic Jupyter server on a copy of the notebooks, in smoke mode with widgets."""
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, request):
+    """(driver, URL of a notebook by name) on a classic Jupyter server over a copy of the notebooks, in smoke mode
+    with widgets; one server and one browser for the module, a kernel per notebook."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
+    tmp_path = tmp_path_factory.mktemp("browser")
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    shutil.rmtree(SHOTS, ignore_errors=True)  # kept after a pass (pytest removes a passing test's tmp_path)
+    SHOTS.mkdir(parents=True)
     port, token = free_port(), "cijepa-browser-test"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CIJEPA_SMOKE": "1", "CIJEPA_WIDGETS": "1",
            "CIJEPA_WORKDIR": str(tmp_path / "work"), "CIJEPA_STORAGE": str(tmp_path / "drive"), "OMP_NUM_THREADS": "1"}
@@ -50,6 +55,7 @@ def browser(tmp_path):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for a failure's report
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_script_timeout(WAIT_S)
     deadline = time.monotonic() + WAIT_S  # the server starts (seconds; a minute on a loaded machine)
     while server.poll() is None and time.monotonic() < deadline:
         try:
@@ -59,11 +65,46 @@ def browser(tmp_path):
             time.sleep(0.5)
     assert server.poll() is None, (tmp_path / "server.log").read_text()
     try:
-        yield driver, f"http://127.0.0.1:{port}/nbclassic/notebooks/02_pretrain.ipynb?token={token}"
+        yield driver, lambda name: f"http://127.0.0.1:{port}/nbclassic/notebooks/{name}.ipynb?token={token}"
     finally:
         driver.quit()
         server.terminate()
         server.wait(timeout=60)
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():  # on the terminal even when pytest captures output
+            print(f"\nbrowser screenshots ({len(list(SHOTS.glob('*.png')))} PNG): {SHOTS}")
+
+
+def open_notebook(driver, url: str) -> None:
+    """Open a notebook and wait until cells may run: its kernel connected and the widgets extension's start-up done.
+
+    Classic Jupyter's widgets extension (widgetsnbextension 3.x) creates its manager with the kernel and then asks
+    the kernel for live widgets (a control comm, else after 4 s a comm_info request). When that answer comes after
+    a cell has displayed widgets, the extension re-renders those cells and its own clearing removes the new views
+    for good: their output keeps model_id '' (ipywidgets#3770, open upstream). On a loaded machine the answer was
+    queued behind the cells Run all sent, so the picker vanished about one run in two. A second load sent now is
+    answered after the first (the kernel's shell queue is in order), so it finishing means the first has.
+    """
+    driver.get(url)
+    until(driver, "return typeof Jupyter !== 'undefined' && Jupyter.notebook && Jupyter.notebook.kernel"
+                  " && Jupyter.notebook.kernel.is_connected() && !!Jupyter.notebook.kernel.widget_manager",
+          f"the notebook's kernel and its widget manager at {driver.current_url}")
+    loaded = driver.execute_async_script("const done = arguments[arguments.length - 1];"
+                                         " Jupyter.notebook.kernel.widget_manager._loadFromKernel()"
+                                         ".then(() => done('loaded'), e => done('failed: ' + e));")
+    assert loaded == "loaded", loaded
+
+
+def close_notebook(driver) -> None:
+    """Shut the notebook's kernel down (as File > Close and Halt), so the next notebook has the CPUs."""
+    driver.execute_async_script("const done = arguments[arguments.length - 1];"
+                                " Jupyter.notebook.session.delete(() => done(true), () => done(false));")
+
+
+def shown_images(driver) -> list:
+    """[natural width, natural height, shown width] of every image in an output (figures and Image widgets)."""
+    return driver.execute_script("return [...document.querySelectorAll('.output_png img, img.widget-image')]"
+                                 ".map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])")
 
 
 def until(driver, script: str, what: str, timeout: float = WAIT_S):
@@ -114,30 +155,13 @@ def code_cell(driver, needle: str) -> int:
     return driver.execute_script(f"return Jupyter.notebook.get_cells().findIndex(c => c.get_text().includes({needle!r}))")
 
 
-def test_the_pretrain_notebook_in_chromium_picker_choice_and_figures(browser, tmp_path):
+def test_the_pretrain_notebook_in_chromium_picker_choice_and_figures(browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     driver, url = browser
-    shutil.rmtree(SHOTS, ignore_errors=True)  # kept after a pass (pytest removes a passing test's tmp_path)
     shots = SHOTS
-    shots.mkdir(parents=True)
-    print(f"\nscreenshots: {shots}")
-    driver.get(url)
-    # Classic Jupyter's widgets extension (widgetsnbextension 3.x) creates its manager with the kernel and then asks the
-    # kernel for live widgets (a control comm, else after 4 s a comm_info request). When that answer comes after a cell
-    # has displayed widgets, the extension re-renders those cells and its own clearing removes the new views for good:
-    # their output keeps model_id '' (ipywidgets#3770, open upstream). On a loaded machine the answer is queued behind
-    # the cells Run all sent, so the picker vanished about one run in two. Wait for that load to finish first: a second
-    # load sent now is answered after the first (the kernel's shell queue is in order) and so finishes after it.
-    until(driver, "return typeof Jupyter !== 'undefined' && Jupyter.notebook && Jupyter.notebook.kernel"
-                  " && Jupyter.notebook.kernel.is_connected() && !!Jupyter.notebook.kernel.widget_manager",
-          f"the notebook's kernel and its widget manager at {driver.current_url}")
-    driver.set_script_timeout(WAIT_S)
-    loaded = driver.execute_async_script("const done = arguments[arguments.length - 1];"
-                                         " Jupyter.notebook.kernel.widget_manager._loadFromKernel()"
-                                         ".then(() => done('loaded'), e => done('failed: ' + e));")
-    assert loaded == "loaded", loaded
+    open_notebook(driver, url("02_pretrain"))
     picker_cell, next_cell = code_cell(driver, "colab.picker("), code_cell(driver, "colab.pretrain_run(")
     run_cells(driver, list(range(picker_cell + 1)))
     sliders = until(driver, "return document.querySelectorAll('.widget-hslider').length >= 3 ? "
@@ -168,9 +192,25 @@ def test_the_pretrain_notebook_in_chromium_picker_choice_and_figures(browser, tm
     assert "run smoke-custom-D1-5-rows2-a0.55-b0.80:" in said and "alpha=0.55, beta=0.8" in said, said
     rest = list(range(next_cell + 1, driver.execute_script("return Jupyter.notebook.ncells()")))
     run_cells(driver, rest)  # the space check, TensorBoard's line, the smoke training and the curves
-    images = driver.execute_script("return [...document.querySelectorAll('.output_png img, img.widget-image')]"
-                                   ".map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])")
+    images = shown_images(driver)
     assert len(images) >= 2 and all(w > 0 and h > 0 and shown > 0 for w, h, shown in images), images
     show(rest[-1])
     driver.save_screenshot(str(shots / "3-trained.png"))
     assert all((shots / n).stat().st_size > 10_000 for n in ("1-picker.png", "2-alpha-moved.png", "3-trained.png"))
+    close_notebook(driver)
+
+
+@pytest.mark.parametrize("name", ["01_data", "03_probe", "04_results", "05_inspect", "06_campaign"])
+def test_every_other_notebook_runs_in_chromium_and_each_figure_is_a_visible_image(browser, name):
+    driver, url = browser
+    open_notebook(driver, url(name))
+    run_cells(driver, list(range(driver.execute_script("return Jupyter.notebook.ncells()"))))  # Run all
+    drawn = driver.execute_script("return Jupyter.notebook.get_cells().flatMap(c => c.output_area ?"
+                                  " c.output_area.outputs : []).filter(o => o.data && o.data['image/png']).length")
+    images = shown_images(driver)
+    assert drawn >= 1 and len(images) == drawn, (drawn, images)  # every figure the kernel sent is on the page ...
+    assert all(w > 0 and h > 0 and shown > 0 for w, h, shown in images), images  # ... decoded and laid out
+    driver.execute_script("const i = [...document.querySelectorAll('.output_png img')].pop(); i.scrollIntoView();")
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+    close_notebook(driver)
