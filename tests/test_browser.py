@@ -96,8 +96,10 @@ def open_notebook(driver, url: str) -> None:
 
 
 def close_notebook(driver) -> None:
-    """Shut the notebook's kernel down (as File > Close and Halt), so the next notebook has the CPUs."""
+    """Shut the notebook's kernel down (as File > Close and Halt), so the next notebook has the CPUs; leaving the
+    page then asks nothing (unsaved changes are the test's own)."""
     driver.execute_async_script("const done = arguments[arguments.length - 1];"
+                                " Jupyter.notebook.set_dirty(false); window.onbeforeunload = null;"
                                 " Jupyter.notebook.session.delete(() => done(true), () => done(false));")
 
 
