@@ -63,8 +63,8 @@ def sync(root: str | Path, write: bool = True) -> list[Path]:
             for c in cells:
                 c.source = install_cell()
             if write:
-                text = nbformat.writes(nb).rstrip("\n").encode() + b"\n"  # as nbformat.write ends it
-                write_atomic(path, lambda f: f.write(text))  # a kill never leaves half a notebook
+                raw = nbformat.writes(nb).rstrip("\n").encode() + b"\n"  # as nbformat.write ends it
+                write_atomic(path, lambda f: f.write(raw))  # a kill never leaves half a notebook
     readme = root / "README.md"
     text = readme.read_text()
     if _COLAB_LINK.sub(colab_link(), text) != text:

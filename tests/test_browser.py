@@ -3,6 +3,7 @@ ipywidgets 7, as Colab ships, in smoke mode. In the pretrain notebook the α/β 
 shown w[s, t] and the run it names, and the next cell trains that choice; every notebook runs without an error and
 every figure it draws is a visible image. Screenshots go to the test's temporary folder,
 $TMPDIR/cijepa-lite-browser-screenshots (the path is printed)."""
+import contextlib
 import os
 import shutil
 import socket
@@ -70,8 +71,8 @@ def browser(tmp_path_factory, request):
         driver.quit()
         server.terminate()
         server.wait(timeout=60)
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled():  # on the terminal even when pytest captures output
+        capture = request.config.pluginmanager.get_plugin("capturemanager")  # None under -p no:capture
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():  # past pytest's capture
             print(f"\nbrowser screenshots ({len(list(SHOTS.glob('*.png')))} PNG): {SHOTS}")
 
 
