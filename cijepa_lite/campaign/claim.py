@@ -43,6 +43,16 @@ def yield_file(root: str | Path, entry: str) -> Path:
     return Path(root) / CLAIMS_DIR / f"{entry}.yielded.json"
 
 
+def read_yield(root: str | Path, entry: str) -> dict | None:
+    """The record of the last session that yielded `entry` (record_yield), or None when there is none or it is
+    damaged (then no session is passed over, as before any yield)."""
+    try:
+        record = json.loads(yield_file(root, entry).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def default_settle_s(root: str | Path) -> float:
     """The settle delay for a campaign folder: long on a Google Drive mount, short on a local disk."""
     return DRIVE_SETTLE_S if str(Path(root).expanduser().resolve()).startswith("/content/drive") else LOCAL_SETTLE_S
@@ -120,10 +130,7 @@ class Claim:
 
     def passed_over(self) -> frozenset:
         """The fencing tokens of every session that yielded this entry: a resume never follows their checkpoints."""
-        try:
-            return frozenset(json.loads(yield_file(self.root, self.entry).read_text()).get("all", []))
-        except (OSError, ValueError, AttributeError):
-            return frozenset()
+        return frozenset((read_yield(self.root, self.entry) or {}).get("all", []))
 
     def winner(self) -> dict | None:
         """The live claim that holds the entry now (the lowest (time, session)), or None."""

@@ -24,7 +24,7 @@ from ..engine import RunDir, read_metrics
 from ..engine import checkpoint as checkpoints
 from ..eval.results import load_results, load_writeup
 from ..files import write_json
-from .claim import live_claims, yield_file
+from .claim import live_claims, read_yield
 from .spec import entries, entry_config
 
 RUNS_DIR, RESULTS_DIR, FAILED_DIR = "runs", "results", "failed"
@@ -114,7 +114,7 @@ def entry_state(root: Path, spec: dict, entry: dict, session: dict | None = None
     claims = live_claims(root, entry["id"])
     failed = failure_file(root, entry["id"])
     reason = json.loads(failed.read_text())["reason"] if failed.exists() else None
-    yielded = json.loads(yield_file(root, entry["id"]).read_text()) if yield_file(root, entry["id"]).exists() else None
+    yielded = read_yield(root, entry["id"])
     if reason is not None:
         state = "failed"
     elif record is not None:
